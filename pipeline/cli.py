@@ -1,0 +1,93 @@
+"""Command line: `python -m pipeline run --spec spaces.yaml` and the single steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from pipeline import runner
+from pipeline.errors import PipelineError
+from pipeline.spec import Spec, load_spec
+
+
+def _spaces(spec: Spec, chosen: str | None) -> list[str]:
+    if chosen is None:
+        return spec.training_order()
+    if chosen not in spec.spaces:
+        raise PipelineError(f"unknown space {chosen} (known: {', '.join(spec.spaces)})")
+    return [chosen]
+
+
+def _run(spec: Spec, args: argparse.Namespace) -> None:
+    started = time.time()
+    summary = runner.run(spec)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"pipeline finished in {time.time() - started:.1f} s")
+
+
+def _validate(spec: Spec, args: argparse.Namespace) -> None:
+    for result in runner.validate(spec):
+        excluded = [f"{p.column} ({p.reason})" for p in result.profiles if p.excluded]
+        print(f"{result.space}: {len(result.profiles)} columns, excluded: {excluded or 'none'}")
+        for join in result.joins:
+            print(f"  {join.parent} <- {join.child} [{join.status}] coverage "
+                  f"{join.coverage if join.coverage is None else round(join.coverage, 3)}: "
+                  f"{join.message}")
+
+
+def _train(spec: Spec, args: argparse.Namespace) -> None:
+    for name in _spaces(spec, args.space):
+        runner.train(spec, name)
+        print(f"{name}: {runner.embed(spec, name)} rows embedded")
+
+
+def _embed(spec: Spec, args: argparse.Namespace) -> None:
+    for name in _spaces(spec, args.space):
+        print(f"{name}: {runner.embed(spec, name)} rows embedded")
+
+
+def _predict(spec: Spec, args: argparse.Namespace) -> None:
+    for name in _spaces(spec, args.space):
+        for target in spec.spaces[name].targets:
+            if args.retrain:
+                runner.train_target(spec, name, target)
+            print(f"{name}.{target}: {runner.predict(spec, name, target)} rows predicted")
+
+
+COMMANDS = {
+    "run": (_run, "validate, train every space bottom-up, embed, train predictors, predict"),
+    "validate": (_validate, "profile columns and check keys and joins"),
+    "train": (_train, "train (and embed) one space or all"),
+    "embed": (_embed, "re-embed current rows with the saved models"),
+    "predict": (_predict, "score every row with the saved predictors"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--spec", default="spaces.yaml", help="path to spaces.yaml")
+        if name in ("train", "embed", "predict"):
+            command.add_argument("--space", help="only this space")
+        if name == "predict":
+            command.add_argument("--retrain", action="store_true", help="retrain predictors")
+    commands.add_parser("demo", help="write the demo warehouse").add_argument(
+        "rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "demo":
+        from pipeline.demo import main as demo_main
+
+        demo_main(args.rest)
+        return
+    try:
+        spec = load_spec(args.spec)
+        COMMANDS[args.command][0](spec, args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,26 @@
+"""Errors the user can act on: each names the place (YAML key, space, table, column) and a fix."""
+
+
+class PipelineError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class SpecError(PipelineError):
+    """The YAML spec is wrong: unknown name, missing key, cycle, type mismatch."""
+
+    def __init__(self, place: str, problem: str, fix: str = "") -> None:
+        self.place = place
+        self.problem = problem
+        self.fix = fix
+        message = f"spaces.yaml {place}: {problem}"
+        if fix:
+            message += f" -> {fix}"
+        super().__init__(message)
+
+
+class JoinValidationError(PipelineError):
+    """A relationship failed a blocking join check; training would be wrong, so it stops."""
+
+
+class DataError(PipelineError):
+    """The data cannot be used as asked (e.g. a space with no usable column)."""

@@ -1,0 +1,167 @@
+"""Child sets (1:N) and references (N:1): read the related spaces' embeddings for each row.
+
+A parent never joins its children's raw rows: it reads their finished embeddings from
+`<output_schema>.<child>_embeddings`, so each parent row is seen exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.spec import Spec
+from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote
+
+
+@dataclass
+class ChildSet:
+    """The children of every parent row, packed: rows of `embeddings` between offsets[i] and
+    offsets[i+1] belong to parent i, latest first when the child is time-ordered."""
+
+    space: str
+    max_length: int
+    offsets: torch.Tensor
+    embeddings: torch.Tensor
+    counts: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[1]
+
+
+@dataclass
+class Reference:
+    """The referenced row's embedding for every row (zeros where absent)."""
+
+    space: str
+    embeddings: torch.Tensor
+    present: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[1]
+
+
+def embeddings_table(spec: Spec, space: str) -> str:
+    return f"{quote(spec.output_schema)}.{quote(f'{space}_embeddings')}"
+
+
+def _require_embeddings(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, parent: str, space: str
+) -> None:
+    if not warehouse.table_exists(con, f"{spec.output_schema}.{space}_embeddings"):
+        raise PipelineError(
+            f"space {parent} reads {spec.output_schema}.{space}_embeddings, which does not exist "
+            f"yet -> train and embed space {space} first (python -m pipeline run does it in order)"
+        )
+
+
+def _vectors(table, column: str = "embedding") -> np.ndarray:
+    array = table.column(column).combine_chunks()
+    if len(array) == 0:
+        return np.zeros((0, 0), np.float32)
+    flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return flat.reshape(len(array), -1)
+
+
+def read_children(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str, rows_table: str
+) -> list[ChildSet]:
+    """Child embeddings per parent row (rows of `rows_table`, which holds __row and the key)."""
+    space = spec.spaces[name]
+    n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
+    sets = []
+    for child in space.children:
+        _require_embeddings(warehouse, con, spec, name, child.space)
+        child_space = spec.spaces[child.space]
+        on_parent = " and ".join(
+            f"c.{quote(f)} = r.{quote(k)}"
+            for f, k in zip(child.foreign_key_columns, space.key_columns, strict=True)
+        )
+        on_embedding = " and ".join(f"e.{quote(k)} = c.{quote(k)}" for k in child_space.key_columns)
+        order_column = child.order_by or child_space.time_column
+        child_keys = ", ".join(f"c.{quote(k)}" for k in child_space.key_columns)
+        order = (
+            f"c.{quote(order_column)} desc nulls last, {child_keys}" if order_column else child_keys
+        )
+        window = ""
+        if space.as_of and child_space.time_column:
+            window = f"where c.{quote(child_space.time_column)} < r.{quote(space.as_of)}"
+        table = fetch_arrow(
+            con,
+            f"""
+            with linked as (
+                select r.__row, e.embedding,
+                       row_number() over (partition by r.__row order by {order}) - 1 as position,
+                       count(*) over (partition by r.__row) as n_children
+                from {qualified(child_space.table)} c
+                join {rows_table} r on {on_parent}
+                join {embeddings_table(spec, child.space)} e on {on_embedding}
+                {window}
+            )
+            select __row, embedding, n_children from linked
+            where position < {int(child.max_length)}
+            order by __row, position
+            """,
+        )
+        parent_rows = table.column("__row").to_numpy()
+        per_parent = np.bincount(parent_rows, minlength=n_rows)
+        offsets = np.concatenate([[0], np.cumsum(per_parent)])
+        counts = np.zeros(n_rows, np.int64)
+        counts[parent_rows] = table.column("n_children").to_numpy()
+        vectors = _vectors(table)
+        if vectors.shape[1] == 0:
+            vectors = np.zeros((0, _embedding_dim(con, spec, child.space)), np.float32)
+        sets.append(
+            ChildSet(
+                space=child.space,
+                max_length=child.max_length,
+                offsets=torch.from_numpy(offsets.astype(np.int64)),
+                embeddings=torch.from_numpy(vectors),
+                counts=torch.from_numpy(counts),
+            )
+        )
+    return sets
+
+
+def read_references(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str, rows_table: str
+) -> list[Reference]:
+    """The referenced rows' embeddings, aligned with the rows of `rows_table`."""
+    space = spec.spaces[name]
+    references = []
+    n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
+    for ref in space.references:
+        _require_embeddings(warehouse, con, spec, name, ref.space)
+        ref_keys = spec.spaces[ref.space].key_columns
+        on = " and ".join(
+            f"e.{quote(k)} = r.{quote(f)}"
+            for f, k in zip(ref.foreign_key_columns, ref_keys, strict=True)
+        )
+        table = fetch_arrow(
+            con,
+            f"select r.__row, e.embedding from {rows_table} r "
+            f"join {embeddings_table(spec, ref.space)} e on {on} order by r.__row",
+        )
+        dim = _embedding_dim(con, spec, ref.space)
+        vectors = np.zeros((n_rows, dim), np.float32)
+        present = np.zeros(n_rows, bool)
+        rows = table.column("__row").to_numpy()
+        if len(rows):
+            vectors[rows] = _vectors(table)
+            present[rows] = True
+        references.append(
+            Reference(ref.space, torch.from_numpy(vectors), torch.from_numpy(present))
+        )
+    return references
+
+
+def _embedding_dim(con: duckdb.DuckDBPyConnection, spec: Spec, space: str) -> int:
+    row = con.execute(
+        f"select len(embedding) from {embeddings_table(spec, space)} limit 1"
+    ).fetchone()
+    return int(row[0]) if row else 1

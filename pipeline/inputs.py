@@ -1,0 +1,145 @@
+"""Read a space's rows from the warehouse and turn them into model inputs.
+
+Rows are always in key order. Codecs are fitted here the first time (`codecs=None`) and
+reused afterwards, so new rows go through the statistics the model was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pipeline.codecs import SEMANTIC_TYPES, Codec, fit_codec
+from pipeline.hierarchy import ChildSet, Reference, read_children, read_references
+from pipeline.profiling import ColumnProfile
+from pipeline.spec import Spec
+from pipeline.text_embeddings import TEXT_DIM, cached_embeddings
+from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote, table_columns
+
+ROWS_TABLE = "__space_rows"
+
+
+@dataclass
+class ColumnInput:
+    """One input column of a space, encoded for the model."""
+
+    name: str
+    codec: Codec
+    arrays: dict[str, torch.Tensor]
+    text_vectors: torch.Tensor | None = None
+
+
+@dataclass
+class SpaceInputs:
+    """Everything the space model reads for every row of its table, in key order."""
+
+    space: str
+    keys: pa.Table
+    columns: list[ColumnInput]
+    children: list[ChildSet] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return self.keys.num_rows
+
+
+def _select_expression(column: str, column_type: str) -> str:
+    q = quote(column)
+    if column_type == "scalar":
+        return f"try_cast({q} as double)"
+    if column_type == "timestamp":
+        return f"epoch(try_cast({q} as timestamp))::double"
+    if column_type == "boolean":
+        return q
+    return f"cast({q} as varchar)"
+
+
+def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
+    """A temp table `__space_rows(__row, key..., foreign keys..., as_of)` in key order."""
+    space = spec.spaces[name]
+    keys = ", ".join(quote(k) for k in space.key_columns)
+    extra = [c for r in space.references for c in r.foreign_key_columns]
+    if space.as_of:
+        extra.append(space.as_of)
+    extra = [c for c in dict.fromkeys(extra) if c not in space.key_columns]
+    extra_sql = "".join(f", {quote(c)}" for c in extra)
+    con.execute(
+        f"create or replace temp table {ROWS_TABLE} as "
+        f"select (row_number() over (order by {keys}) - 1)::bigint as __row, {keys}{extra_sql} "
+        f"from {qualified(space.table)}"
+    )
+
+
+def read_space_inputs(
+    warehouse: Warehouse,
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    profiles: list[ColumnProfile] | None = None,
+    codecs: dict[str, Codec] | None = None,
+) -> SpaceInputs:
+    """Read and encode a space's inputs. Give `profiles` to fit codecs, or fitted `codecs`."""
+    space = spec.spaces[name]
+    create_rows_table(con, spec, name)
+    keys_sql = ", ".join(quote(k) for k in space.key_columns)
+    keys = fetch_arrow(con, f"select {keys_sql} from {ROWS_TABLE} order by __row")
+    if codecs is None:
+        assert profiles is not None, "profiles are needed to fit codecs"
+        wanted = {p.column: p.detected_type for p in profiles if p.is_input}
+    else:
+        wanted = {column: codec.type for column, codec in codecs.items()}
+    present_columns = table_columns(con, space.table)
+    missing = [c for c in wanted if c not in present_columns]
+    readable = {c: t for c, t in wanted.items() if c in present_columns}
+    values: dict[str, list | np.ndarray] = {}
+    if readable:
+        select = ", ".join(f"{_select_expression(c, t)} as {quote(c)}" for c, t in readable.items())
+        on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+        table = fetch_arrow(
+            con,
+            f"select {select} from {qualified(space.table)} t "
+            f"join {ROWS_TABLE} r on {on} order by r.__row",
+        )
+        for column, column_type in readable.items():
+            array = table.column(column)
+            if column_type in ("scalar", "timestamp"):
+                values[column] = array.to_numpy(zero_copy_only=False).astype(np.float64)
+            else:
+                values[column] = array.to_pylist()
+    columns = []
+    for column, column_type in wanted.items():
+        raw = values.get(column)
+        if raw is None:
+            raw = (
+                np.full(keys.num_rows, np.nan)
+                if column_type in ("scalar", "timestamp")
+                else [None] * keys.num_rows
+            )
+        codec = codecs[column] if codecs is not None else fit_codec(column_type, column, raw)
+        columns.append(_encode_column(warehouse, con, codec, raw))
+    children = read_children(warehouse, con, spec, name, ROWS_TABLE)
+    references = read_references(warehouse, con, spec, name, ROWS_TABLE)
+    return SpaceInputs(name, keys, columns, children, references, missing)
+
+
+def _encode_column(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, codec: Codec, raw: list | np.ndarray
+) -> ColumnInput:
+    arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(raw).items()}
+    text_vectors = None
+    if codec.type in SEMANTIC_TYPES:
+        texts = codec.texts(raw)
+        distinct = sorted({t for t in texts if t is not None})
+        position = {t: i + 1 for i, t in enumerate(distinct)}
+        vectors = cached_embeddings(warehouse, con, distinct)
+        text_vectors = torch.from_numpy(
+            np.concatenate([np.zeros((1, TEXT_DIM), np.float32), vectors], axis=0)
+        )
+        arrays["text_row"] = torch.tensor([position.get(t, 0) for t in texts], dtype=torch.long)
+    return ColumnInput(codec.column, codec, arrays, text_vectors)

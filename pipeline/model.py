@@ -1,0 +1,184 @@
+"""The space model: typed encoders -> [CLS] + column tokens -> transformer -> row embedding.
+
+Shape contract (as in pytorch-frame): encoders give [batch, n_tokens, d_model], the
+transformer keeps that shape, the head turns the [CLS] token into an L2-normalised embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.encoders import ChildSetEncoder, ReferenceEncoder, column_encoder
+from pipeline.inputs import SpaceInputs
+
+VALUED, NULL, MASKED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One token of a row: an input column, a child set or a reference."""
+
+    name: str
+    kind: str
+    type: str
+    n_features: int = 0
+    n_classes: int = 0
+    dim: int = 0
+    max_length: int = 0
+
+    @property
+    def contrastive(self) -> bool:
+        """Reconstructed by contrast with the batch (text, sets, references), not as a class."""
+        return self.n_classes == 0
+
+
+def token_specs(inputs: SpaceInputs) -> list[TokenSpec]:
+    specs = [
+        TokenSpec(c.name, "column", c.codec.type, c.codec.n_features, c.codec.n_classes)
+        for c in inputs.columns
+    ]
+    taken = {s.name for s in specs}
+    for child in inputs.children:
+        name = child.space if child.space not in taken else f"{child.space}__children"
+        specs.append(
+            TokenSpec(name, "children", "children", dim=child.dim, max_length=child.max_length)
+        )
+        taken.add(name)
+    for ref in inputs.references:
+        name = ref.space if ref.space not in taken else f"{ref.space}__reference"
+        specs.append(TokenSpec(name, "reference", "reference", dim=ref.dim))
+        taken.add(name)
+    return specs
+
+
+def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """The batch of `rows` for every token, in token_specs order; each has a `present` mask."""
+    batch = []
+    for column in inputs.columns:
+        part = {k: v[rows] for k, v in column.arrays.items() if k != "text_row"}
+        if column.text_vectors is not None:
+            part["text"] = column.text_vectors[column.arrays["text_row"][rows]]
+        batch.append(part)
+    for child in inputs.children:
+        start = child.offsets[rows]
+        lengths = child.offsets[rows + 1] - start
+        width = max(int(lengths.max()) if len(rows) else 0, 1)
+        steps = torch.arange(width)
+        visible = steps[None, :] < lengths[:, None]
+        index = (start[:, None] + steps[None, :]).clamp(max=max(len(child.embeddings) - 1, 0))
+        if len(child.embeddings):
+            children = child.embeddings[index] * visible.unsqueeze(-1)
+        else:
+            children = torch.zeros(len(rows), width, child.dim)
+        batch.append(
+            {
+                "children": children,
+                "visible": visible,
+                "count": child.counts[rows],
+                "present": lengths > 0,
+            }
+        )
+    for ref in inputs.references:
+        batch.append({"vector": ref.embeddings[rows], "present": ref.present[rows]})
+    return batch
+
+
+class SpaceModel(nn.Module):
+    """Encoders, transformer and heads of one embedding space."""
+
+    def __init__(
+        self,
+        tokens: list[TokenSpec],
+        d_model: int,
+        embedding_dim: int,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.config = dict(
+            d_model=d_model,
+            embedding_dim=embedding_dim,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            dropout=dropout,
+        )
+        self.encoders = nn.ModuleList(self._encoder(t, d_model, n_heads) for t in tokens)
+        self.identity = nn.Parameter(torch.randn(len(tokens), d_model) * 0.02)
+        self.state = nn.Embedding(3, d_model)
+        self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            n_heads,
+            dim_feedforward=2 * d_model,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(
+            nn.LayerNorm(d_model),
+            nn.Linear(d_model, d_model),
+            nn.GELU(),
+            nn.Linear(d_model, embedding_dim),
+        )
+        self.decoders = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(embedding_dim, d_model),
+                nn.GELU(),
+                nn.Linear(d_model, t.n_classes or d_model),
+            )
+            for t in tokens
+        )
+
+    @staticmethod
+    def _encoder(token: TokenSpec, d_model: int, n_heads: int) -> nn.Module:
+        if token.kind == "children":
+            return ChildSetEncoder(token.dim, d_model, token.max_length, n_heads=n_heads)
+        if token.kind == "reference":
+            return ReferenceEncoder(token.dim, d_model)
+        return column_encoder(token.type, d_model, token.n_features, token.n_classes)
+
+    def encode_tokens(
+        self, batch: list[dict[str, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token contents [B, T, d] and presence [B, T]."""
+        content = torch.stack(
+            [enc(part) for enc, part in zip(self.encoders, batch, strict=True)], 1
+        )
+        present = torch.stack([part["present"] for part in batch], dim=1)
+        return content, present
+
+    def embed_tokens(
+        self, content: torch.Tensor, present: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Row embeddings [B, embedding_dim] (L2-normalised); `hidden` tokens are masked."""
+        state = torch.where(present, VALUED, NULL)
+        visible = present
+        if hidden is not None:
+            state = torch.where(hidden, MASKED, state)
+            visible = present & ~hidden
+        tokens = content * visible.unsqueeze(-1) + self.state(state) + self.identity[None]
+        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
+        encoded = self.transformer(tokens)
+        return F.normalize(self.head(encoded[:, 0]), dim=-1)
+
+    def forward(
+        self, batch: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        content, present = self.encode_tokens(batch)
+        return self.embed_tokens(content, present, hidden)
+
+    def description(self) -> dict:
+        return {"config": self.config, "tokens": [asdict(t) for t in self.tokens]}
+
+    @classmethod
+    def from_description(cls, description: dict) -> SpaceModel:
+        tokens = [TokenSpec(**t) for t in description["tokens"]]
+        return cls(tokens, **description["config"])

@@ -1,0 +1,319 @@
+"""The pipeline's steps (validate, train, embed, train predictors, predict) as plain functions.
+
+Each step opens its own warehouse connection and closes it, so the CLI, a notebook and the
+Dagster assets all call the same code. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.errors import PipelineError
+from pipeline.hierarchy import embeddings_table
+from pipeline.inputs import ROWS_TABLE, create_rows_table
+from pipeline.model import token_specs
+from pipeline.predictors import Predictor, predictions_table, target_labels, train_predictor
+from pipeline.profiling import ColumnProfile, profile_space, profiles_table
+from pipeline.space import Space
+from pipeline.spec import Spec
+from pipeline.training import TrainingResult
+from pipeline.validation import (
+    JoinCheck,
+    check_key,
+    check_space_columns,
+    join_report_table,
+    raise_on_blocking,
+    validate_joins,
+)
+from pipeline.warehouse import Warehouse, fetch_arrow, literal, qualified, quote
+
+log = logging.getLogger(__name__)
+
+
+def warehouse_of(spec: Spec) -> Warehouse:
+    return Warehouse(spec.warehouse, spec.output_schema)
+
+
+def space_folder(spec: Spec, name: str) -> Path:
+    return Path(spec.artifacts) / name
+
+
+def predictor_folder(spec: Spec, name: str, target: str) -> Path:
+    return space_folder(spec, name) / "predictors" / target
+
+
+def predictions_name(name: str, target: str) -> str:
+    return f"{name}__{target}_predictions"
+
+
+@dataclass
+class SpaceValidation:
+    """What validating one space found: its column profile and the joins it reads."""
+
+    space: str
+    profiles: list[ColumnProfile]
+    joins: list[JoinCheck]
+
+
+def validate_space(spec: Spec, name: str) -> SpaceValidation:
+    """Check columns and key, profile the columns, check the space's joins; write
+    `ml.column_profile` and `ml.join_report` rows for this space. Raises on a bad spec or key;
+    join problems are returned (see `raise_on_blocking`)."""
+    warehouse = warehouse_of(spec)
+    with warehouse.connect() as con:
+        check_space_columns(con, spec, name)
+        check_key(con, spec, name)
+        profiles = profile_space(con, spec, name)
+        joins = [
+            j
+            for j in validate_joins(con, spec)
+            if (j.kind == "children" and j.parent == name)
+            or (j.kind == "references" and j.child == name)
+        ]
+        warehouse.write_table(
+            con,
+            "column_profile",
+            profiles_table(profiles),
+            replace_where=f"space = {literal(name)}",
+        )
+        report = join_report_table(joins).append_column(
+            "space", pa.array([name] * len(joins), pa.string())
+        )
+        warehouse.write_table(con, "join_report", report, replace_where=f"space = {literal(name)}")
+    for join in joins:
+        if join.status != "ok":
+            log.warning("join %s <- %s: %s", join.parent, join.child, join.message)
+    for p in profiles:
+        if p.excluded and p.role == "input":
+            log.info("space %s: column %s excluded: %s", name, p.column, p.reason)
+    return SpaceValidation(name, profiles, joins)
+
+
+def validate(spec: Spec) -> list[SpaceValidation]:
+    """Validate every space; stop with JoinValidationError when a join check fails."""
+    results = [validate_space(spec, name) for name in spec.training_order()]
+    raise_on_blocking([j for r in results for j in r.joins])
+    return results
+
+
+def train(spec: Spec, name: str, progress: bool = True) -> Space:
+    """Train a space (its children and references must be embedded already) and save it."""
+    warehouse = warehouse_of(spec)
+    with warehouse.connect() as con:
+        profiles = profile_space(con, spec, name)
+        space = Space.train(warehouse, con, spec, name, profiles, progress=progress)
+        folder = space_folder(spec, name)
+        space.save(folder)
+        _record_run(
+            warehouse,
+            con,
+            "space",
+            name,
+            None,
+            space.version,
+            space.training,
+            folder / "timeline.json",
+            metrics={},
+        )
+        mi = space.training.mutual_information
+        warehouse.write_table(
+            con,
+            "mutual_information",
+            pa.table(
+                {
+                    "space": pa.array([name] * len(mi), pa.string()),
+                    "column": pa.array(list(mi), pa.string()),
+                    "bits": pa.array(list(mi.values()), pa.float64()),
+                    "space_version": pa.array([space.version] * len(mi), pa.string()),
+                }
+            ),
+            replace_where=f"space = {literal(name)}",
+        )
+    log.info(
+        "space %s trained: version %s, losses %s", name, space.version, space.training.final_losses
+    )
+    return space
+
+
+def embed(spec: Spec, name: str) -> int:
+    """Embed every current row of the space with the saved model; returns the row count."""
+    space = Space.load(space_folder(spec, name))
+    warehouse = warehouse_of(spec)
+    with warehouse.connect() as con:
+        inputs = space.read_inputs(warehouse, con, spec)
+        embeddings = space.embed(inputs)
+        warehouse.write_table(con, f"{name}_embeddings", space.embeddings_table(inputs, embeddings))
+    return len(embeddings)
+
+
+def _space_rows_embeddings(con, spec: Spec, name: str) -> np.ndarray:
+    """The stored embeddings of a space, in key order (every row must have one)."""
+    keys = spec.spaces[name].key_columns
+    on = " and ".join(f"e.{quote(k)} = r.{quote(k)}" for k in keys)
+    table = fetch_arrow(
+        con,
+        f"select r.__row, e.embedding from {ROWS_TABLE} r left join "
+        f"{embeddings_table(spec, name)} e on {on} order by r.__row",
+    )
+    column = table.column("embedding")
+    if column.null_count:
+        raise PipelineError(
+            f"space {name}: {column.null_count} row(s) have no embedding yet -> run "
+            f"python -m pipeline embed --space {name}"
+        )
+    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32).reshape(len(table), -1)
+
+
+def _target_values(con, spec: Spec, name: str, target: str) -> tuple[list, str]:
+    space = spec.spaces[name]
+    on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+    rows = con.execute(
+        f"select t.{quote(target)} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
+        "order by r.__row"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def train_target(spec: Spec, name: str, target: str) -> Predictor:
+    """Train the predictor for `name.target` on the frozen embeddings of the space."""
+    warehouse = warehouse_of(spec)
+    started = dt.datetime.now(dt.UTC)
+    with warehouse.connect() as con:
+        target_type = _target_type(con, spec, name, target)
+        create_rows_table(con, spec, name)
+        embeddings = _space_rows_embeddings(con, spec, name)
+        labels = target_labels(_target_values(con, spec, name, target), target_type)
+        predictor = train_predictor(
+            name, target, target_type, embeddings, labels, spec.seed, spec.training.predictor_epochs
+        )
+        predictor.save(predictor_folder(spec, name, target))
+        result = TrainingResult(choices=None, started_at=started.timestamp())
+        result.finished_at = dt.datetime.now(dt.UTC).timestamp()
+        _record_run(
+            warehouse,
+            con,
+            "predictor",
+            name,
+            target,
+            predictor.version,
+            result,
+            None,
+            metrics=predictor.metrics,
+        )
+    log.info("predictor %s.%s: %s", name, target, predictor.metrics)
+    return predictor
+
+
+def _target_type(con, spec: Spec, name: str, target: str) -> str:
+    profiles = profile_space(con, spec, name)
+    for p in profiles:
+        if p.column == target:
+            return p.detected_type
+    raise PipelineError(f"space {name}: target column {target} not found")
+
+
+def predict(spec: Spec, name: str, target: str) -> int:
+    """Score every row of the space (target known or not) and write the predictions table."""
+    space = Space.load(space_folder(spec, name))
+    predictor = Predictor.load(predictor_folder(spec, name, target))
+    warehouse = warehouse_of(spec)
+    with warehouse.connect() as con:
+        inputs = space.read_inputs(warehouse, con, spec)
+        embeddings = space.embed(inputs)
+        reference = predictor.score(embeddings)
+        importance = {}
+        for t, token in enumerate(token_specs(inputs)):
+            importance[token.name] = np.abs(reference - predictor.score(space.embed(inputs, t)))
+        warnings = [
+            f"column {c} missing from {spec.spaces[name].table}; predicted without it"
+            for c in inputs.missing_columns
+        ]
+        table = predictions_table(predictor, inputs.keys, embeddings, importance, warnings)
+        warehouse.write_table(con, predictions_name(name, target), table)
+    return table.num_rows
+
+
+def _record_run(
+    warehouse: Warehouse,
+    con,
+    kind: str,
+    name: str,
+    target: str | None,
+    version: str,
+    result: TrainingResult,
+    timeline: Path | None,
+    metrics: dict,
+) -> None:
+    summary = result.summary() if result.choices else {}
+    run_id = uuid.uuid4().hex[:12]
+    row = {
+        "run_id": run_id,
+        "kind": kind,
+        "space": name,
+        "target": target,
+        "version": version,
+        "started_at": dt.datetime.fromtimestamp(result.started_at, dt.UTC).replace(tzinfo=None),
+        "finished_at": dt.datetime.fromtimestamp(result.finished_at, dt.UTC).replace(tzinfo=None),
+        "epochs": float(result.epochs),
+        "steps": int(result.steps_done),
+        "losses": json.dumps(result.final_losses),
+        "metrics": json.dumps(metrics),
+        "hyperparameters": json.dumps(summary.get("choices", {})),
+        "detected_failures": list(result.failures),
+        "corrective_actions": list(result.corrective_actions),
+        "timeline_path": str(timeline) if timeline else None,
+    }
+    schema = pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("kind", pa.string()),
+            ("space", pa.string()),
+            ("target", pa.string()),
+            ("version", pa.string()),
+            ("started_at", pa.timestamp("us")),
+            ("finished_at", pa.timestamp("us")),
+            ("epochs", pa.float64()),
+            ("steps", pa.int64()),
+            ("losses", pa.string()),
+            ("metrics", pa.string()),
+            ("hyperparameters", pa.string()),
+            ("detected_failures", pa.list_(pa.string())),
+            ("corrective_actions", pa.list_(pa.string())),
+            ("timeline_path", pa.string()),
+        ]
+    )
+    warehouse.write_table(
+        con,
+        "training_runs",
+        pa.Table.from_pylist([row], schema=schema),
+        replace_where=f"run_id = {literal(run_id)}",
+    )
+
+
+def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
+    """The whole pipeline: validate, then bottom-up train + embed, then predictors."""
+    validate(spec)
+    summary: dict[str, dict] = {}
+    for name in spec.training_order():
+        space = train(spec, name, progress=progress)
+        rows = embed(spec, name)
+        summary[name] = {
+            "version": space.version,
+            "rows": rows,
+            "losses": space.training.final_losses,
+        }
+    for name in spec.training_order():
+        for target in spec.spaces[name].targets:
+            predictor = train_target(spec, name, target)
+            predict(spec, name, target)
+            summary[name][f"{target}_metrics"] = predictor.metrics
+    return summary

@@ -1,0 +1,255 @@
+"""The YAML spec (spaces.yaml): pydantic models, loading, and the structural checks.
+
+Checks that need the data (keys unique, columns exist, key types) live in `validation`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import SpecError
+
+ColumnType = Literal[
+    "scalar", "category", "text", "timestamp", "boolean", "email", "url", "vector", "json", "id"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """What the user says about one column; everything left out is auto-detected."""
+
+    type: ColumnType | None = None
+    target: bool = False
+    active: bool = True
+    p_mask: float | None = Field(default=None, ge=0.0, le=1.0)
+    p_prune: float | None = Field(default=None, ge=0.0, le=1.0)
+    embed: bool = False
+
+
+class ChildSpec(_Strict):
+    """A 1:N child table aggregated into its parent with attention pooling."""
+
+    space: str
+    foreign_key: str | list[str]
+    max_length: int = Field(default=64, ge=1, le=4096)
+    order_by: str | None = None
+
+    @property
+    def foreign_key_columns(self) -> list[str]:
+        return [self.foreign_key] if isinstance(self.foreign_key, str) else list(self.foreign_key)
+
+
+class ReferenceSpec(_Strict):
+    """An N:1 reference: the referenced row's embedding becomes a column of this space."""
+
+    space: str
+    foreign_key: str | list[str]
+
+    @property
+    def foreign_key_columns(self) -> list[str]:
+        return [self.foreign_key] if isinstance(self.foreign_key, str) else list(self.foreign_key)
+
+
+class TrainingSpec(_Strict):
+    """Optional overrides of the zero-configuration choices (all derived from the data if unset)."""
+
+    d_model: int | None = Field(default=None, ge=8, le=1024)
+    embedding_dim: int | None = Field(default=None, ge=4, le=1024)
+    steps: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=4)
+    learning_rate: float | None = Field(default=None, gt=0)
+    predictor_epochs: int | None = Field(default=None, ge=1)
+
+
+class SpaceSpec(_Strict):
+    """One table and how it is embedded."""
+
+    table: str
+    key: str | list[str]
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    children: list[ChildSpec] = Field(default_factory=list)
+    references: list[ReferenceSpec] = Field(default_factory=list)
+    as_of: str | None = None
+    time_column: str | None = None
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _empty_column_entries(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {name: ({} if spec is None else spec) for name, spec in value.items()}
+        return value
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+    def column(self, name: str) -> ColumnSpec:
+        return self.columns.get(name, ColumnSpec())
+
+    @property
+    def targets(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.target]
+
+
+class Spec(_Strict):
+    """The whole spec. Relative paths are resolved against the spec file's folder."""
+
+    warehouse: Path
+    output_schema: str = "ml"
+    artifacts: Path = Path("artifacts")
+    seed: int = 0
+    min_join_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    spaces: dict[str, SpaceSpec]
+
+    def training_order(self) -> list[str]:
+        """Spaces bottom-up: every child and referenced space before the space that reads it."""
+        order: list[str] = []
+        done: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            for dependency in self.dependencies(name):
+                visit(dependency)
+            done.add(name)
+            order.append(name)
+
+        for name in self.spaces:
+            visit(name)
+        return order
+
+    def dependencies(self, name: str) -> list[str]:
+        space = self.spaces[name]
+        return [c.space for c in space.children] + [r.space for r in space.references]
+
+    def parents_of(self, name: str) -> list[str]:
+        return [p for p in self.spaces if name in self.dependencies(p)]
+
+
+def _yaml_place(loc: tuple) -> str:
+    place = ""
+    for part in loc:
+        place += f"[{part}]" if isinstance(part, int) else (f".{part}" if place else str(part))
+    return place or "(top level)"
+
+
+def parse_spec(data: dict, base_dir: Path | None = None) -> Spec:
+    """Validate a spec given as a dict; raise SpecError naming the YAML place on any problem."""
+    if not isinstance(data, dict):
+        raise SpecError("(top level)", "the spec must be a mapping", "start from spaces.yaml")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":
+            problem = f"unknown key '{first['loc'][-1]}'"
+        raise SpecError(
+            _yaml_place(first["loc"]), problem, "see the spec section of the README"
+        ) from None
+    if base_dir is not None:
+        updates = {}
+        if not spec.warehouse.is_absolute():
+            updates["warehouse"] = (base_dir / spec.warehouse).resolve()
+        if not spec.artifacts.is_absolute():
+            updates["artifacts"] = (base_dir / spec.artifacts).resolve()
+        spec = spec.model_copy(update=updates)
+    check_structure(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spaces.yaml file."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(str(path), "file not found", "pass --spec with the path to spaces.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(str(path), f"not valid YAML ({error})", "fix the YAML syntax") from None
+    return parse_spec(data, base_dir=path.parent.resolve())
+
+
+def check_structure(spec: Spec) -> None:
+    """Checks that need no data: names exist, roles are consistent, no cycles."""
+    if not spec.spaces:
+        raise SpecError("spaces", "no space is defined", "name at least one table under spaces:")
+    if not spec.output_schema.isidentifier():
+        raise SpecError(
+            "output_schema", f"'{spec.output_schema}' is not a plain identifier", "use e.g. ml"
+        )
+    for name, space in spec.spaces.items():
+        place = f"spaces.{name}"
+        if not name.isidentifier():
+            raise SpecError(place, "a space name must be a plain identifier (letters, digits, _)")
+        for i, child in enumerate(space.children):
+            if child.space not in spec.spaces:
+                raise SpecError(
+                    f"{place}.children[{i}].space",
+                    f"unknown space '{child.space}'",
+                    f"define it under spaces: (known: {', '.join(spec.spaces)})",
+                )
+        for i, ref in enumerate(space.references):
+            if ref.space not in spec.spaces:
+                raise SpecError(
+                    f"{place}.references[{i}].space",
+                    f"unknown space '{ref.space}'",
+                    f"define it under spaces: (known: {', '.join(spec.spaces)})",
+                )
+            n_parent_key = len(spec.spaces[ref.space].key_columns)
+            if len(ref.foreign_key_columns) != n_parent_key:
+                raise SpecError(
+                    f"{place}.references[{i}].foreign_key",
+                    f"{len(ref.foreign_key_columns)} column(s) for a key of {n_parent_key}",
+                    "name one foreign key column per key column of the referenced space",
+                )
+        for i, child in enumerate(space.children):
+            if len(child.foreign_key_columns) != len(space.key_columns):
+                raise SpecError(
+                    f"{place}.children[{i}].foreign_key",
+                    f"{len(child.foreign_key_columns)} column(s) for a key of "
+                    f"{len(space.key_columns)}",
+                    "name one foreign key column per key column of this space",
+                )
+        for column, col in space.columns.items():
+            if column in space.key_columns and (col.target or col.type):
+                raise SpecError(
+                    f"{place}.columns.{column}", "the key cannot be a target or typed input"
+                )
+            if col.target and not col.active:
+                raise SpecError(
+                    f"{place}.columns.{column}",
+                    "a target cannot be inactive",
+                    "drop 'active: false' or 'target: true'",
+                )
+    _check_cycles(spec)
+
+
+def _check_cycles(spec: Spec) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = path[path.index(name) :] + [name]
+            raise SpecError(
+                f"spaces.{path[-1]}",
+                f"children/references form a cycle: {' -> '.join(cycle)}",
+                "a table cannot be its own ancestor; remove one of these links",
+            )
+        state[name] = "visiting"
+        for dependency in spec.dependencies(name):
+            visit(dependency, path + [name])
+        state[name] = "done"
+
+    for name in spec.spaces:
+        visit(name, [])

@@ -1,0 +1,111 @@
+"""DuckDB access: late connections, quoted identifiers, atomic table writes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+
+def quote(identifier: str) -> str:
+    """Quote one SQL identifier (never splice names into SQL unquoted)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(table: str) -> str:
+    """Quote a possibly schema-qualified table name written as `schema.table`."""
+    return ".".join(quote(part) for part in table.split("."))
+
+
+def literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Warehouse:
+    """A DuckDB file. Connections are opened per operation and always closed."""
+
+    def __init__(self, path: str | Path, output_schema: str = "ml") -> None:
+        self.path = Path(path)
+        self.output_schema = output_schema
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"warehouse file {self.path} does not exist")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def output_table(self, name: str) -> str:
+        return f"{quote(self.output_schema)}.{quote(name)}"
+
+    def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        schema, name = split_table(table)
+        row = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def write_table(
+        self, con: duckdb.DuckDBPyConnection, name: str, data: pa.Table, replace_where: str = ""
+    ) -> None:
+        """Write `data` as output table `name` in one transaction (old or new, never half).
+
+        With `replace_where` (a SQL predicate), only the matching rows are replaced and the
+        rest of the table is kept; the table is created if it does not exist yet.
+        """
+        target = self.output_table(name)
+        view = f"__incoming_{name}"
+        con.register(view, data)
+        try:
+            con.execute("begin transaction")
+            con.execute(f"create schema if not exists {quote(self.output_schema)}")
+            exists = self.table_exists(con, f"{self.output_schema}.{name}")
+            if replace_where and exists:
+                con.execute(f"delete from {target} where {replace_where}")
+                con.execute(f"insert into {target} by name select * from {quote(view)}")
+            else:
+                con.execute(f"create or replace table {target} as select * from {quote(view)}")
+            con.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("rollback")
+            raise
+        finally:
+            con.unregister(view)
+
+
+def split_table(table: str) -> tuple[str, str]:
+    """`schema.table` -> (schema, table); a bare name lives in `main`."""
+    parts = table.split(".")
+    if len(parts) == 1:
+        return "main", parts[0]
+    return parts[-2], parts[-1]
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a table or view, in table order; {} if it does not exist."""
+    schema, name = split_table(table)
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return {column: dtype for column, dtype in rows}
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> pa.Table:
+    """Run a query and return an Arrow table (works on DuckDB 1.x and 2.x)."""
+    result = con.execute(query, params or [])
+    if hasattr(result, "to_arrow_table"):
+        return result.to_arrow_table()
+    return result.fetch_arrow_table()
