@@ -33,9 +33,11 @@ def _validate(spec: Spec, args: argparse.Namespace) -> None:
         excluded = [f"{p.column} ({p.reason})" for p in result.profiles if p.excluded]
         print(f"{result.space}: {len(result.profiles)} columns, excluded: {excluded or 'none'}")
         for join in result.joins:
-            print(f"  {join.parent} <- {join.child} [{join.status}] coverage "
-                  f"{join.coverage if join.coverage is None else round(join.coverage, 3)}: "
-                  f"{join.message}")
+            print(
+                f"  {join.parent} <- {join.child} [{join.status}] coverage "
+                f"{join.coverage if join.coverage is None else round(join.coverage, 3)}: "
+                f"{join.message}"
+            )
 
 
 def _train(spec: Spec, args: argparse.Namespace) -> None:
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
     commands.add_parser("demo", help="write the demo warehouse").add_argument(
-        "rest", nargs=argparse.REMAINDER)
+        "rest", nargs=argparse.REMAINDER
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "demo":

@@ -14,6 +14,7 @@ from torch import nn
 
 from pipeline.encoders import ChildSetEncoder, ReferenceEncoder, column_encoder
 from pipeline.inputs import SpaceInputs
+from pipeline.text_embeddings import TEXT_DIM
 
 VALUED, NULL, MASKED = 0, 1, 2
 
@@ -34,6 +35,13 @@ class TokenSpec:
     def contrastive(self) -> bool:
         """Reconstructed by contrast with the batch (text, sets, references), not as a class."""
         return self.n_classes == 0
+
+    @property
+    def output_dim(self) -> int:
+        """Decoder width: classes, or the dimension of the fixed target vector."""
+        if self.n_classes:
+            return self.n_classes
+        return TEXT_DIM if self.kind == "column" else self.dim
 
 
 def token_specs(inputs: SpaceInputs) -> list[TokenSpec]:
@@ -62,6 +70,7 @@ def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tens
         part = {k: v[rows] for k, v in column.arrays.items() if k != "text_row"}
         if column.text_vectors is not None:
             part["text"] = column.text_vectors[column.arrays["text_row"][rows]]
+            part["target_vector"] = part["text"]
         batch.append(part)
     for child in inputs.children:
         start = child.offsets[rows]
@@ -80,10 +89,12 @@ def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tens
                 "visible": visible,
                 "count": child.counts[rows],
                 "present": lengths > 0,
+                "target_vector": children.sum(1) / lengths.clamp(min=1).unsqueeze(-1),
             }
         )
     for ref in inputs.references:
-        batch.append({"vector": ref.embeddings[rows], "present": ref.present[rows]})
+        vector = ref.embeddings[rows]
+        batch.append({"vector": vector, "present": ref.present[rows], "target_vector": vector})
     return batch
 
 
@@ -132,7 +143,7 @@ class SpaceModel(nn.Module):
             nn.Sequential(
                 nn.Linear(embedding_dim, d_model),
                 nn.GELU(),
-                nn.Linear(d_model, t.n_classes or d_model),
+                nn.Linear(d_model, t.output_dim),
             )
             for t in tokens
         )

@@ -107,11 +107,11 @@ def _token_losses(
     model: SpaceModel,
     batch: list[dict],
     embedding: torch.Tensor,
-    content: torch.Tensor,
     rows: torch.Tensor,
     temperature: float,
 ) -> dict[int, torch.Tensor]:
-    """Reconstruction loss of each token t over the rows in `rows[:, t]`."""
+    """Reconstruction loss of each token t over the rows in `rows[:, t]`: cross-entropy for
+    class targets, InfoNCE against the fixed target vector (text, child mean, reference)."""
     losses = {}
     for t, token in enumerate(model.tokens):
         mask = rows[:, t]
@@ -119,7 +119,7 @@ def _token_losses(
             continue
         prediction = model.decoders[t](embedding[mask])
         if token.contrastive:
-            losses[t] = info_nce(prediction, content[mask, t], temperature)
+            losses[t] = info_nce(prediction, batch[t]["target_vector"][mask], temperature)
         else:
             losses[t] = F.cross_entropy(prediction, batch[t]["target"][mask])
     return losses
@@ -136,19 +136,21 @@ def _step(
     joint = (
         info_nce(full, view_a, choices.temperature) + info_nce(full, view_b, choices.temperature)
     ) / 2
-    per_token = _token_losses(model, batch, view_a, content, ~in_a & present, choices.temperature)
-    for t, loss in _token_losses(
-        model, batch, view_b, content, in_a & present, choices.temperature
-    ).items():
+    # Masked views learn how columns relate; the full view must keep every column's content.
+    per_token = _token_losses(model, batch, view_a, ~in_a & present, choices.temperature)
+    for t, loss in _token_losses(model, batch, view_b, in_a & present, choices.temperature).items():
         per_token[t] = (per_token[t] + loss) / 2 if t in per_token else loss
+    kept = _token_losses(model, batch, full, present, choices.temperature)
     marginal = torch.stack(list(per_token.values())).mean() if per_token else joint * 0
+    retention = torch.stack(list(kept.values())).mean() if kept else joint * 0
     spread = uniformity(full)
-    total = joint + marginal + choices.spread_weight * spread
+    total = joint + marginal + retention + choices.spread_weight * spread
     parts = {
-        "total": float(total),
-        "joint": float(joint),
-        "marginal": float(marginal),
-        "spread": float(spread),
+        "total": float(total.detach()),
+        "joint": float(joint.detach()),
+        "marginal": float(marginal.detach()),
+        "retention": float(retention.detach()),
+        "spread": float(spread.detach()),
     }
     return total, parts, full.detach()
 
@@ -254,7 +256,7 @@ def _diagnose(model: SpaceModel, inputs: SpaceInputs, result: TrainingResult) ->
         last = np.mean([p["total"] for p in timeline[-tenth:]])
         result.final_losses = {
             k: float(np.mean([p[k] for p in timeline[-tenth:]]))
-            for k in ("total", "joint", "marginal", "spread")
+            for k in ("total", "joint", "marginal", "retention", "spread")
         }
         if last > first * 0.98 and inputs.n_rows > 8:
             failures.append(f"no learning: loss {first:.3f} -> {last:.3f}")
@@ -285,7 +287,7 @@ def mutual_information(
         hidden = torch.rand(present.shape, generator=generator) < 0.5
         view = model.embed_tokens(content, present, hidden=hidden)
         for t, loss in _token_losses(
-            model, batch, view, content, hidden & present, choices.temperature
+            model, batch, view, hidden & present, choices.temperature
         ).items():
             sums.setdefault(t, []).append(float(loss))
     bits = {}
