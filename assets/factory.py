@@ -1,0 +1,296 @@
+"""Assets, blocking join checks, jobs and schedules generated from a spec.
+
+Per space `s` (group `s`, keys under `ml/`): `s_profile` (with one blocking check per
+relationship it reads), `s_space`, `s_embeddings`, and per target `t`: `s__t_predictor`,
+`s__t_predictions`. Asset bodies call `pipeline.runner`; they only add Dagster metadata.
+"""
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from assets.dbt import MARTS_GROUP, build_dbt_assets, dbt_resource
+from assets.metadata import (
+    join_metadata,
+    metrics_metadata,
+    output_table_metadata,
+    profile_metadata,
+    table_facts,
+    training_metadata,
+)
+from assets.resources import SpacesResource
+from pipeline import runner
+from pipeline.spec import Spec, load_spec
+from pipeline.validation import JoinCheck
+
+PREFIX = "ml"
+POOL = "duckdb"
+
+
+def asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([PREFIX, name])
+
+
+def profile_key(space: str) -> dg.AssetKey:
+    return asset_key(f"{space}_profile")
+
+
+def space_key(space: str) -> dg.AssetKey:
+    return asset_key(f"{space}_space")
+
+
+def embeddings_key(space: str) -> dg.AssetKey:
+    return asset_key(f"{space}_embeddings")
+
+
+def predictor_key(space: str, target: str) -> dg.AssetKey:
+    return asset_key(f"{space}__{target}_predictor")
+
+
+def predictions_key(space: str, target: str) -> dg.AssetKey:
+    return asset_key(runner.predictions_name(space, target))
+
+
+def _link(parent: str, child: str, kind: str, foreign_key: list[str]) -> tuple[str, ...]:
+    return (parent, child, kind, ", ".join(foreign_key))
+
+
+def join_checks_of(spec: Spec, space: str) -> dict[tuple[str, ...], str]:
+    """Relationship -> check name for the joins `space` reads: its children and references.
+
+    Keys match `JoinCheck`s (parent, child, kind, foreign key); names are
+    `join_<parent>__<child>`, with the foreign key appended when a pair has two links.
+    """
+    spec_space = spec.spaces[space]
+    links = [_link(space, c.space, "children", c.foreign_key_columns) for c in spec_space.children]
+    links += [
+        _link(r.space, space, "references", r.foreign_key_columns) for r in spec_space.references
+    ]
+    names: dict[tuple[str, ...], str] = {}
+    for link in links:
+        name = f"join_{link[0]}__{link[1]}"
+        if sum(other[:2] == link[:2] for other in links) > 1:
+            name += "__" + re.sub(r"\W+", "_", link[3])
+        names[link] = name
+    return names
+
+
+def _staging_deps(
+    spec: Spec, space: str, staging_keys: Mapping[str, dg.AssetKey]
+) -> list[dg.AssetKey]:
+    """dbt staging models named like the tables the profile reads (its own and its links')."""
+    spaces = [space, *spec.dependencies(space)]
+    tables = [spec.spaces[s].table.split(".")[-1] for s in spaces]
+    return [staging_keys[t] for t in dict.fromkeys(tables) if t in staging_keys]
+
+
+def _profile_asset(
+    spec: Spec, space: str, staging_keys: Mapping[str, dg.AssetKey]
+) -> dg.AssetsDefinition:
+    key = profile_key(space)
+    checks = join_checks_of(spec, space)
+
+    @dg.asset(
+        key=key,
+        group_name=space,
+        deps=_staging_deps(spec, space, staging_keys),
+        check_specs=[
+            dg.AssetCheckSpec(
+                name=name,
+                asset=key,
+                blocking=True,
+                description=f"{link[1]}.{link[3]} -> {link[0]} ({link[2]}): coverage, "
+                "orphans, null keys, key types",
+            )
+            for link, name in checks.items()
+        ],
+        pool=POOL,
+        kinds={"duckdb"},
+        description=f"Columns, key and joins of space `{space}` ({spec.spaces[space].table}); "
+        "writes ml.column_profile and ml.join_report.",
+    )
+    def profile(spaces: SpacesResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        current = spaces.load_spec()
+        validation = runner.validate_space(current, space)
+        metadata = profile_metadata(validation.profiles)
+        facts = table_facts(current.warehouse, current.spaces[space].table)
+        if facts:
+            metadata["table_rows"] = dg.MetadataValue.int(facts[0])
+        yield dg.MaterializeResult(metadata=metadata)
+        yield from _check_results(checks, validation.joins)
+
+    return profile
+
+
+def _check_results(
+    checks: Mapping[tuple[str, ...], str], joins: list[JoinCheck]
+) -> Iterator[dg.AssetCheckResult]:
+    found = {_link(j.parent, j.child, j.kind, j.foreign_key.split(", ")): j for j in joins}
+    for link, name in checks.items():
+        join = found.get(link)
+        if join is None:
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"message": "validation returned no result for this relationship"},
+            )
+            continue
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=join.status != "error",
+            severity=(
+                dg.AssetCheckSeverity.ERROR
+                if join.status == "error"
+                else dg.AssetCheckSeverity.WARN
+            ),
+            metadata=join_metadata(join),
+            description=join.message,
+        )
+
+
+def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=space_key(space),
+        group_name=space,
+        deps=[profile_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
+        pool=POOL,
+        kinds={"pytorch"},
+        description=f"The embedding space of `{space}`: self-supervised model saved under "
+        "artifacts; writes ml.training_runs and ml.mutual_information.",
+    )
+    def trained_space(spaces: SpacesResource) -> dg.MaterializeResult:
+        current = spaces.load_spec()
+        trained = runner.train(current, space, progress=False)
+        metadata = training_metadata(trained.version, trained.training)
+        timeline = runner.space_folder(current, space) / "timeline.json"
+        if timeline.exists():
+            metadata["timeline"] = dg.MetadataValue.path(str(timeline))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return trained_space
+
+
+def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=embeddings_key(space),
+        group_name=space,
+        deps=[space_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
+        pool=POOL,
+        kinds={"duckdb"},
+        description=f"{spec.output_schema}.{space}_embeddings: one embedding per current row "
+        f"of {spec.spaces[space].table}, from the saved model.",
+    )
+    def embeddings(spaces: SpacesResource) -> dg.MaterializeResult:
+        current = spaces.load_spec()
+        rows = runner.embed(current, space)
+        table = f"{current.output_schema}.{space}_embeddings"
+        return dg.MaterializeResult(metadata=output_table_metadata(current.warehouse, table, rows))
+
+    return embeddings
+
+
+def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=predictor_key(space, target),
+        group_name=space,
+        deps=[embeddings_key(space)],
+        pool=POOL,
+        kinds={"pytorch"},
+        description=f"Predictor of {space}.{target} on the frozen `{space}` embeddings.",
+    )
+    def predictor(spaces: SpacesResource) -> dg.MaterializeResult:
+        trained = runner.train_target(spaces.load_spec(), space, target)
+        metadata = metrics_metadata(trained.metrics)
+        metadata["version"] = dg.MetadataValue.text(trained.version)
+        metadata["task"] = dg.MetadataValue.text(trained.task)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return predictor
+
+
+def _predictions_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition:
+    table = f"{spec.output_schema}.{runner.predictions_name(space, target)}"
+
+    @dg.asset(
+        key=predictions_key(space, target),
+        group_name=space,
+        deps=[predictor_key(space, target), embeddings_key(space)],
+        pool=POOL,
+        kinds={"duckdb"},
+        description=f"{table}: every row of {spec.spaces[space].table} "
+        "scored, target known or not.",
+    )
+    def predictions(spaces: SpacesResource) -> dg.MaterializeResult:
+        current = spaces.load_spec()
+        rows = runner.predict(current, space, target)
+        written = f"{current.output_schema}.{runner.predictions_name(space, target)}"
+        return dg.MaterializeResult(
+            metadata=output_table_metadata(current.warehouse, written, rows)
+        )
+
+    return predictions
+
+
+def space_assets(
+    spec: Spec, staging_keys: Mapping[str, dg.AssetKey] | None = None
+) -> list[dg.AssetsDefinition]:
+    """Every asset of every space, bottom-up. `staging_keys`: dbt model name -> asset key."""
+    staging_keys = staging_keys or {}
+    built: list[dg.AssetsDefinition] = []
+    for space in spec.training_order():
+        built += [
+            _profile_asset(spec, space, staging_keys),
+            _space_asset(spec, space),
+            _embeddings_asset(spec, space),
+        ]
+        for target in spec.spaces[space].targets:
+            built += [
+                _predictor_asset(spec, space, target),
+                _predictions_asset(spec, space, target),
+            ]
+    return built
+
+
+def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
+    """Nightly `embed_and_predict` (re-embed, re-score with the current models, rebuild the
+    marts) and weekly `retrain_all` (everything, models retrained)."""
+    refresh = [embeddings_key(s) for s in spec.spaces] + [
+        predictions_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets
+    ]
+    embed_and_predict = dg.define_asset_job(
+        "embed_and_predict",
+        selection=dg.AssetSelection.assets(*refresh) | dg.AssetSelection.groups(MARTS_GROUP),
+        description="Re-embed every space and re-score every target with the current models.",
+    )
+    retrain_all = dg.define_asset_job(
+        "retrain_all",
+        selection=dg.AssetSelection.all(),
+        description="dbt staging, validation, every space and predictor retrained, marts.",
+    )
+    return [
+        dg.ScheduleDefinition(
+            name="nightly_embed_and_predict", job=embed_and_predict, cron_schedule="0 2 * * *"
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_retrain_all", job=retrain_all, cron_schedule="0 4 * * 0"
+        ),
+    ]
+
+
+def build_definitions(spec_path: str | Path) -> dg.Definitions:
+    """The whole code location for one spec file (read once here, for the graph only)."""
+    spec_path = Path(spec_path).resolve()
+    spec = load_spec(spec_path)
+    dbt_defs = build_dbt_assets()
+    staging_keys = {key.path[-1]: key for key in dbt_defs[0].keys}
+    nightly_and_weekly = schedules(spec)
+    return dg.Definitions(
+        assets=[*dbt_defs, *space_assets(spec, staging_keys)],
+        jobs=[schedule.job for schedule in nightly_and_weekly],
+        schedules=nightly_and_weekly,
+        resources={"spaces": SpacesResource(spec_path=str(spec_path)), "dbt": dbt_resource()},
+        executor=dg.in_process_executor,
+    )

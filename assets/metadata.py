@@ -1,0 +1,162 @@
+"""Materialization metadata: markdown tables and facts read back from the warehouse."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pipeline.profiling import ColumnProfile
+from pipeline.training import TrainingResult
+from pipeline.validation import JoinCheck
+from pipeline.warehouse import qualified, split_table
+
+log = logging.getLogger(__name__)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | None:
+    """Row count and column schema of `schema.table`, from a short read-only connection.
+
+    Best effort: None when the file is busy (another process is writing it).
+    """
+    schema, name = split_table(table)
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as error:
+        log.warning("could not read %s for metadata: %s", table, error)
+        return None
+    try:
+        (rows,) = con.execute(f"select count(*) from {qualified(table)}").fetchone()
+        columns = con.execute(
+            "select column_name, data_type, is_nullable from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [schema, name],
+        ).fetchall()
+    finally:
+        con.close()
+    column_schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=column,
+                type=dtype,
+                constraints=dg.TableColumnConstraints(nullable=nullable == "YES"),
+            )
+            for column, dtype, nullable in columns
+        ]
+    )
+    return int(rows), column_schema
+
+
+def output_table_metadata(warehouse: Path, table: str, rows: int) -> dict[str, dg.MetadataValue]:
+    """Standard table metadata of a table the pipeline wrote: name, row count, schema."""
+    metadata = {
+        "dagster/table_name": dg.MetadataValue.text(table),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+    }
+    facts = table_facts(warehouse, table)
+    if facts:
+        metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(facts[1])
+    return metadata
+
+
+def profile_metadata(profiles: list[ColumnProfile]) -> dict[str, dg.MetadataValue]:
+    excluded = [p for p in profiles if p.excluded]
+    return {
+        "columns": dg.MetadataValue.int(len(profiles)),
+        "input_columns": dg.MetadataValue.int(sum(p.is_input for p in profiles)),
+        "excluded_count": dg.MetadataValue.int(len(excluded)),
+        "excluded_columns": dg.MetadataValue.md(
+            markdown_table(
+                ["column", "detected type", "role", "reason"],
+                [(p.column, p.detected_type, p.role, p.reason) for p in excluded],
+            )
+            if excluded
+            else "no column excluded"
+        ),
+        "column_profile": dg.MetadataValue.md(
+            markdown_table(
+                ["column", "type", "role", "null fraction", "distinct", "excluded"],
+                [
+                    (
+                        p.column,
+                        p.detected_type,
+                        p.role,
+                        f"{p.null_fraction:.3f}",
+                        p.distinct_count,
+                        p.excluded,
+                    )
+                    for p in profiles
+                ],
+            )
+        ),
+    }
+
+
+def join_metadata(join: JoinCheck) -> dict[str, dg.MetadataValue]:
+    def number(value: float | int | None) -> dg.MetadataValue:
+        if value is None:
+            return dg.MetadataValue.null()
+        if isinstance(value, int):
+            return dg.MetadataValue.int(value)
+        return dg.MetadataValue.float(float(value))
+
+    return {
+        "status": dg.MetadataValue.text(join.status),
+        "message": dg.MetadataValue.text(join.message),
+        "foreign_key": dg.MetadataValue.text(join.foreign_key),
+        "coverage": number(join.coverage),
+        "parent_coverage": number(join.parent_coverage),
+        "orphans": number(join.orphans),
+        "null_keys": number(join.null_keys),
+        "parent_key_type": dg.MetadataValue.text(join.parent_key_type),
+        "foreign_key_type": dg.MetadataValue.text(join.foreign_key_type),
+        "declared_cardinality": dg.MetadataValue.text(join.declared_cardinality),
+        "observed_cardinality": dg.MetadataValue.text(join.observed_cardinality or "unknown"),
+    }
+
+
+def training_metadata(version: str, training: TrainingResult) -> dict[str, dg.MetadataValue]:
+    metadata: dict[str, dg.MetadataValue] = {
+        "version": dg.MetadataValue.text(version),
+        "steps": dg.MetadataValue.int(int(training.steps_done)),
+        "epochs": dg.MetadataValue.float(float(training.epochs)),
+        "final_losses": dg.MetadataValue.json(training.final_losses),
+        "mutual_information_bits": dg.MetadataValue.md(
+            markdown_table(
+                ["column", "bits"],
+                sorted(
+                    ((c, f"{b:.3f}") for c, b in training.mutual_information.items()),
+                    key=lambda row: -float(row[1]),
+                ),
+            )
+        ),
+        "failures": dg.MetadataValue.text(", ".join(training.failures) or "none"),
+        "corrective_actions": dg.MetadataValue.text(
+            ", ".join(training.corrective_actions) or "none"
+        ),
+    }
+    for name, value in training.final_losses.items():
+        metadata[f"loss_{name}"] = dg.MetadataValue.float(float(value))
+    return metadata
+
+
+def metrics_metadata(metrics: dict[str, float]) -> dict[str, dg.MetadataValue]:
+    """Every predictor metric as a number, so the UI can plot it across runs."""
+    return {
+        name: dg.MetadataValue.int(value)
+        if isinstance(value, int)
+        else dg.MetadataValue.float(float(value))
+        for name, value in metrics.items()
+    }

@@ -1,0 +1,100 @@
+"""Shared fixtures: real DuckDB warehouses built from the demo generator and real dbt runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipeline import runner
+from pipeline.demo import generate_demo_warehouse
+from pipeline.spec import Spec, load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+DBT = str(Path(sys.executable).parent / "dbt")
+QUALITY_SCALE = 0.4
+
+
+def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:
+    """Run dbt as a subprocess (it must not share our DuckDB connection)."""
+    env = {**os.environ, "WAREHOUSE_PATH": str(warehouse)}
+    sql = str(REPO / "sql")
+    return subprocess.run(
+        [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def build_staging(warehouse: Path) -> None:
+    result = dbt("run", "--select", "staging", warehouse=warehouse)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def demo_spec_dict(warehouse: Path, artifacts: Path, **overrides) -> dict:
+    """The repository's spaces.yaml pointed at a test warehouse."""
+    data = yaml.safe_load((REPO / "spaces.yaml").read_text())
+    data.update(warehouse=str(warehouse), artifacts=str(artifacts), **overrides)
+    return data
+
+
+def write_spec(path: Path, data: dict) -> Spec:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_spec(path)
+
+
+def make_demo_warehouse(folder: Path, scale: float, seed: int = 0) -> Path:
+    warehouse = folder / "warehouse.duckdb"
+    generate_demo_warehouse(warehouse, scale=scale, seed=seed)
+    con = duckdb.connect(str(warehouse))
+    try:  # new customers have no label yet: they must still be scored
+        con.execute("update raw.customers set churned = null where customer_id % 25 = 0")
+    finally:
+        con.close()
+    build_staging(warehouse)
+    return warehouse
+
+
+@pytest.fixture(scope="session")
+def quality_warehouse(tmp_path_factory) -> Path:
+    return make_demo_warehouse(tmp_path_factory.mktemp("quality"), QUALITY_SCALE)
+
+
+@pytest.fixture(scope="session")
+def hierarchical_run(quality_warehouse: Path) -> Spec:
+    """The whole demo spec, zero configuration, run end to end once for the session."""
+    folder = quality_warehouse.parent
+    spec = write_spec(
+        folder / "spaces.yaml", demo_spec_dict(quality_warehouse, folder / "artifacts")
+    )
+    runner.run(spec, progress=False)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def parent_only_run(quality_warehouse: Path, hierarchical_run: Spec) -> Spec:
+    """The customers table alone (no children, no references), same warehouse and targets."""
+    folder = quality_warehouse.parent
+    data = demo_spec_dict(quality_warehouse, folder / "artifacts_flat", output_schema="ml_flat")
+    customers = data["spaces"]["customers"]
+    customers.pop("children"), customers.pop("references")
+    data["spaces"] = {"customers": customers}
+    spec = write_spec(folder / "flat.yaml", data)
+    runner.run(spec, progress=False)
+    return spec
+
+
+@pytest.fixture
+def small_demo(tmp_path: Path) -> Path:
+    """A tiny demo warehouse for fast tests that change data."""
+    return make_demo_warehouse(tmp_path, scale=0.05)
+
+
+FAST_TRAINING = {"steps": 25, "predictor_epochs": 10}

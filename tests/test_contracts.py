@@ -1,0 +1,200 @@
+"""The warehouse table contracts of DESIGN §4 on a full zero-configuration demo run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+CONTRACT = {
+    "column_profile": {
+        "space",
+        "column",
+        "detected_type",
+        "role",
+        "null_fraction",
+        "distinct_count",
+        "excluded",
+        "reason",
+    },
+    "join_report": {
+        "parent",
+        "child",
+        "foreign_key",
+        "coverage",
+        "orphans",
+        "null_keys",
+        "parent_key_type",
+        "foreign_key_type",
+        "declared_cardinality",
+        "observed_cardinality",
+        "kl_shift",
+        "status",
+        "message",
+    },
+    "training_runs": {
+        "run_id",
+        "space",
+        "version",
+        "started_at",
+        "finished_at",
+        "epochs",
+        "losses",
+        "detected_failures",
+        "corrective_actions",
+        "timeline_path",
+    },
+    "mutual_information": {"space", "column", "bits"},
+}
+EMBEDDING_COLUMNS = {"embedding", "embedding_3d", "space_version", "embedded_at"}
+PREDICTION_COLUMNS = {
+    "prediction",
+    "probability",
+    "probabilities",
+    "interval_low",
+    "interval_high",
+    "confidence",
+    "ood_sigma",
+    "warnings",
+    "feature_importance",
+    "predictor_version",
+    "predicted_at",
+}
+SPACES = {
+    "customers": "customer_id",
+    "orders": "order_id",
+    "order_items": "item_id",
+    "products": "product_id",
+    "support_tickets": "ticket_id",
+    "regions": "region_id",
+}
+
+
+@pytest.fixture(scope="module")
+def con(hierarchical_run):
+    connection = duckdb.connect(str(hierarchical_run.warehouse), read_only=True)
+    yield connection
+    connection.close()
+
+
+def columns_of(con, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'ml' and table_name = ?",
+        [table],
+    ).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.parametrize("table", sorted(CONTRACT))
+def test_report_tables_have_contract_columns(con, table):
+    assert CONTRACT[table] <= set(columns_of(con, table))
+    assert con.execute(f"select count(*) from ml.{table}").fetchone()[0] > 0
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_one_embedding_per_row(con, space):
+    key = SPACES[space]
+    columns = columns_of(con, f"{space}_embeddings")
+    assert EMBEDDING_COLUMNS | {key} <= set(columns)
+    source_type = con.execute(
+        "select data_type from information_schema.columns where table_name = ? and column_name = ?",
+        [f"stg_{space}", key],
+    ).fetchone()[0]
+    assert columns[key] == source_type
+    assert columns["embedding_3d"] == "FLOAT[3]"
+    assert columns["embedding"].startswith("FLOAT[")
+    rows, distinct, source = con.execute(
+        f"select count(*), count(distinct {key}), (select count(*) from main.stg_{space}) "
+        f"from ml.{space}_embeddings"
+    ).fetchone()
+    assert rows == distinct == source
+    vectors = np.array(
+        [r[0] for r in con.execute(f"select embedding from ml.{space}_embeddings").fetchall()]
+    )
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    three = np.array(
+        [r[0] for r in con.execute(f"select embedding_3d from ml.{space}_embeddings").fetchall()]
+    )
+    assert np.allclose(np.linalg.norm(three, axis=1), 1, atol=1e-4)
+
+
+def test_predictions_cover_every_row_including_unlabelled(con):
+    assert PREDICTION_COLUMNS | {"customer_id"} <= set(
+        columns_of(con, "customers__churned_predictions")
+    )
+    missing = con.execute(
+        "select count(*) from main.stg_customers c left join ml.customers__churned_predictions p "
+        "using (customer_id) where p.customer_id is null"
+    ).fetchone()[0]
+    assert missing == 0
+    unlabelled = con.execute(
+        "select count(*) from main.stg_customers c join ml.customers__churned_predictions p "
+        "using (customer_id) where c.churned is null and p.prediction is not null"
+    ).fetchone()[0]
+    assert unlabelled > 0
+    bad = con.execute(
+        "select count(*) from ml.customers__churned_predictions "
+        "where abs(probability - probabilities[prediction]) > 1e-9 "
+        "or abs(probabilities['true'] + probabilities['false'] - 1) > 1e-6 "
+        "or prediction not in ('true', 'false') or confidence not between 0 and 1"
+    ).fetchone()[0]
+    assert bad == 0
+
+
+def test_feature_importance_names_the_child_tables(con):
+    keys = con.execute(
+        "select map_keys(feature_importance) from ml.customers__churned_predictions limit 1"
+    ).fetchone()[0]
+    assert {"orders", "support_tickets", "regions", "plan"} <= set(keys)
+
+
+def test_profile_records_roles_and_exclusions(con):
+    roles = dict(
+        con.execute(
+            "select \"column\", role from ml.column_profile where space = 'customers'"
+        ).fetchall()
+    )
+    assert roles["customer_id"] == "key" and roles["churned"] == "target"
+    assert roles["region_id"] == "reference_key"
+    fk = con.execute(
+        "select role, excluded from ml.column_profile where space = 'orders' "
+        "and \"column\" = 'customer_id'"
+    ).fetchone()
+    assert fk == ("foreign_key", True)
+    types = dict(
+        con.execute(
+            "select \"column\", detected_type from ml.column_profile where space = 'customers'"
+        ).fetchall()
+    )
+    assert types["email"] == "email" and types["notes"] == "text"
+    assert types["signup_date"] == "timestamp" and types["plan"] == "category"
+
+
+def test_join_report_has_every_relationship(con):
+    rows = con.execute("select parent, child, status, coverage from ml.join_report").fetchall()
+    links = {(p, c) for p, c, _, _ in rows}
+    assert links == {
+        ("customers", "orders"),
+        ("customers", "support_tickets"),
+        ("regions", "customers"),
+        ("orders", "order_items"),
+        ("products", "order_items"),
+    }
+    assert all(status == "ok" and coverage == 1.0 for _, _, status, coverage in rows)
+
+
+def test_text_values_are_embedded_once(con):
+    total, distinct = con.execute(
+        "select count(*), count(distinct text) from ml.text_embedding_cache"
+    ).fetchone()
+    assert total == distinct > 0
+
+
+def test_training_runs_and_artifacts_without_pickle(con, hierarchical_run):
+    kinds = con.execute("select kind, count(*) from ml.training_runs group by kind").fetchall()
+    assert dict(kinds) == {"space": 6, "predictor": 1}
+    files = [p for p in Path(hierarchical_run.artifacts).rglob("*") if p.is_file()]
+    assert files and {p.suffix for p in files} <= {".safetensors", ".json"}
