@@ -72,12 +72,7 @@ def validate_space(spec: Spec, name: str) -> SpaceValidation:
         check_space_columns(con, spec, name)
         check_key(con, spec, name)
         profiles = profile_space(con, spec, name)
-        joins = [
-            j
-            for j in validate_joins(con, spec)
-            if (j.kind == "children" and j.parent == name)
-            or (j.kind == "references" and j.child == name)
-        ]
+        joins = validate_joins(con, spec, space=name)
         warehouse.write_table(
             con,
             "column_profile",

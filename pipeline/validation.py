@@ -22,6 +22,7 @@ WARN_COVERAGE = 0.95
 class JoinCheck:
     """The health of one relationship: `child.foreign_key` -> `parent.key`."""
 
+    place: str
     parent: str
     child: str
     kind: str
@@ -128,11 +129,16 @@ def _family(duckdb_type: str) -> str:
     return duckdb_type
 
 
-def validate_joins(con: duckdb.DuckDBPyConnection, spec: Spec) -> list[JoinCheck]:
-    """One JoinCheck per children and references link in the spec."""
+def validate_joins(
+    con: duckdb.DuckDBPyConnection, spec: Spec, space: str | None = None
+) -> list[JoinCheck]:
+    """One JoinCheck per children and references link in the spec (or only the links that
+    `space` reads: its children and its references)."""
     checks = []
-    for name, space in spec.spaces.items():
-        for child in space.children:
+    for name, space_spec in spec.spaces.items():
+        if space is not None and name != space:
+            continue
+        for i, child in enumerate(space_spec.children):
             checks.append(
                 _check_link(
                     con,
@@ -141,9 +147,10 @@ def validate_joins(con: duckdb.DuckDBPyConnection, spec: Spec) -> list[JoinCheck
                     child=child.space,
                     kind="children",
                     foreign_key=child.foreign_key_columns,
+                    place=f"spaces.{name}.children[{i}]",
                 )
             )
-        for ref in space.references:
+        for i, ref in enumerate(space_spec.references):
             checks.append(
                 _check_link(
                     con,
@@ -152,6 +159,7 @@ def validate_joins(con: duckdb.DuckDBPyConnection, spec: Spec) -> list[JoinCheck
                     child=name,
                     kind="references",
                     foreign_key=ref.foreign_key_columns,
+                    place=f"spaces.{name}.references[{i}]",
                 )
             )
     return checks
@@ -164,6 +172,7 @@ def _check_link(
     child: str,
     kind: str,
     foreign_key: list[str],
+    place: str,
 ) -> JoinCheck:
     parent_space, child_space = spec.spaces[parent], spec.spaces[child]
     parent_types = table_columns(con, parent_space.table)
@@ -172,6 +181,7 @@ def _check_link(
     fk_types = [child_types.get(f, "?") for f in foreign_key]
     declared = "1:N" if kind == "children" else "N:1"
     common = dict(
+        place=place,
         parent=parent,
         child=child,
         kind=kind,
@@ -276,7 +286,7 @@ def raise_on_blocking(checks: list[JoinCheck]) -> None:
     failed = [c for c in checks if c.blocking]
     if failed:
         lines = "\n".join(
-            f"  {c.parent} <- {c.child} ({c.foreign_key}): {c.message}" for c in failed
+            f"  {c.place} ({c.parent} <- {c.child}.{c.foreign_key}): {c.message}" for c in failed
         )
         raise JoinValidationError(f"join validation failed, training stopped:\n{lines}")
 
@@ -285,6 +295,7 @@ def join_report_table(checks: list[JoinCheck]) -> pa.Table:
     """`ml.join_report` rows."""
     schema = pa.schema(
         [
+            ("place", pa.string()),
             ("parent", pa.string()),
             ("child", pa.string()),
             ("kind", pa.string()),
