@@ -59,12 +59,24 @@ def _predict(spec: Spec, args: argparse.Namespace) -> None:
             print(f"{name}.{target}: {runner.predict(spec, name, target)} rows predicted")
 
 
+def _search(spec: Spec, args: argparse.Namespace) -> None:
+    from pipeline.search import nearest
+
+    for neighbour in nearest(spec, args.space, args.key, args.k, args.explain):
+        line = f"{', '.join(map(str, neighbour.key))}\tsimilarity {neighbour.similarity:.4f}"
+        if neighbour.explanation:
+            top = sorted(neighbour.explanation.items(), key=lambda kv: -kv[1])[:4]
+            line += "\tbecause of " + ", ".join(f"{name} ({value:+.3f})" for name, value in top)
+        print(line)
+
+
 COMMANDS = {
     "run": (_run, "validate, train every space bottom-up, embed, train predictors, predict"),
     "validate": (_validate, "profile columns and check keys and joins"),
     "train": (_train, "train (and embed) one space or all"),
     "embed": (_embed, "re-embed current rows with the saved models"),
     "predict": (_predict, "score every row with the saved predictors"),
+    "search": (_search, "rows most similar to the row with a key (--explain: why)"),
 }
 
 
@@ -76,6 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--spec", default="spaces.yaml", help="path to spaces.yaml")
         if name in ("train", "embed", "predict"):
             command.add_argument("--space", help="only this space")
+        if name == "search":
+            command.add_argument("--space", required=True, help="the space to search")
+            command.add_argument("--key", required=True, nargs="+", help="key value(s)")
+            command.add_argument("--k", type=int, default=5, help="how many rows")
+            command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
     commands.add_parser("demo", help="write the demo warehouse").add_argument(

@@ -77,13 +77,19 @@ class Space:
         return inputs
 
     @torch.no_grad()
-    def embed(self, inputs: SpaceInputs, hidden_token: int | None = None) -> np.ndarray:
-        """Embeddings [n_rows, dim]; `hidden_token` masks one token for every row."""
+    def embed(
+        self,
+        inputs: SpaceInputs,
+        hidden_token: int | None = None,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Embeddings [n, dim] of all rows (or `rows`); `hidden_token` masks one token."""
         self.model.eval()
+        selected = torch.arange(inputs.n_rows) if rows is None else torch.as_tensor(rows)
         out = []
-        for start in range(0, inputs.n_rows, EMBED_BATCH):
-            rows = torch.arange(start, min(start + EMBED_BATCH, inputs.n_rows))
-            content, present = self.model.encode_tokens(gather(inputs, rows))
+        for start in range(0, len(selected), EMBED_BATCH):
+            batch_rows = selected[start : start + EMBED_BATCH]
+            content, present = self.model.encode_tokens(gather(inputs, batch_rows))
             hidden = None
             if hidden_token is not None:
                 hidden = torch.zeros_like(present)
