@@ -219,6 +219,14 @@ def check_structure(spec: Spec) -> None:
                     f"{len(space.key_columns)}",
                     "name one foreign key column per key column of this space",
                 )
+        if space.as_of:
+            for i, child in enumerate(space.children):
+                if not spec.spaces[child.space].time_column:
+                    raise SpecError(
+                        f"{place}.children[{i}]",
+                        f"as_of is set but child space '{child.space}' has no time_column",
+                        f"add time_column to spaces.{child.space} so rows after as_of are left out",
+                    )
         for column, col in space.columns.items():
             if column in space.key_columns and (col.target or col.type):
                 raise SpecError(

@@ -71,6 +71,11 @@ def with_change(change) -> dict:
             "Input should be",
         ),
         (lambda d: d.pop("spaces"), "spaces", "required"),
+        (
+            lambda d: d["spaces"]["customers"].update(as_of="snapshot_at"),
+            "spaces.customers.children[0]",
+            "has no time_column",
+        ),
     ],
 )
 def test_bad_spec_names_the_yaml_place(change, place, words):

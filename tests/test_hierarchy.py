@@ -1,0 +1,86 @@
+"""Child sets: each parent row sees its own children, latest first, cut at max_length, and
+never a child dated after the parent's as_of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import torch
+
+from pipeline import runner
+from pipeline.inputs import read_space_inputs
+from pipeline.model import gather
+from tests.conftest import write_spec
+
+
+def test_child_sets_respect_as_of_order_and_max_length(tmp_path: Path):
+    warehouse = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.execute(
+        "create table customers as select range::integer as customer_id, "
+        "timestamp '2026-01-01' + to_days(range::integer) as snapshot_at, "
+        "'p' || (range % 3) as plan from range(40)"
+    )
+    # customer c has c % 7 orders, one a day from 2025-12-30: some fall after its snapshot
+    con.execute(
+        "create table orders as select row_number() over ()::integer as order_id, "
+        "c.customer_id, timestamp '2025-12-30' + to_days(o.n::integer) as ordered_at, "
+        "(o.n * 3.5)::double as amount from customers c, "
+        "lateral (select range as n from range(c.customer_id % 7)) o"
+    )
+    expected = dict(
+        con.execute(
+            "select c.customer_id, count(o.order_id) from customers c left join orders o "
+            "on o.customer_id = c.customer_id and o.ordered_at < c.snapshot_at group by 1"
+        ).fetchall()
+    )
+    con.close()
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        {
+            "warehouse": str(warehouse),
+            "artifacts": str(tmp_path / "a"),
+            "training": {"steps": 5},
+            "spaces": {
+                "customers": {
+                    "table": "main.customers",
+                    "key": "customer_id",
+                    "as_of": "snapshot_at",
+                    "children": [
+                        {"space": "orders", "foreign_key": "customer_id", "max_length": 3}
+                    ],
+                },
+                "orders": {"table": "main.orders", "key": "order_id", "time_column": "ordered_at"},
+            },
+        },
+    )
+    runner.train(spec, "orders", progress=False)
+    runner.embed(spec, "orders")
+    w = runner.warehouse_of(spec)
+    with w.connect() as con:
+        profiles = runner.profile_space(con, spec, "customers")
+        inputs = read_space_inputs(w, con, spec, "customers", profiles=profiles)
+        order_vectors = {
+            row[0]: np.array(row[1], np.float32)
+            for row in con.execute(
+                "select order_id, embedding from ml.orders_embeddings"
+            ).fetchall()
+        }
+        latest = con.execute(
+            "select o.customer_id, list(o.order_id order by o.ordered_at desc) from orders o "
+            "join customers c using (customer_id) where o.ordered_at < c.snapshot_at group by 1"
+        ).fetchall()
+    assert [t for t in inputs.columns if t.name == "snapshot_at"] == []  # as_of is structure
+    child = inputs.children[0]
+    keys = inputs.keys.column("customer_id").to_pylist()
+    counts = dict(zip(keys, child.counts.tolist(), strict=True))
+    assert counts == expected
+    lengths = (child.offsets[1:] - child.offsets[:-1]).tolist()
+    assert lengths == [min(expected[k], 3) for k in keys]
+    batch = gather(inputs, torch.arange(len(keys)))[-1]
+    for customer, order_ids in latest:
+        row = keys.index(customer)
+        for position, order_id in enumerate(order_ids[:3]):
+            assert np.allclose(batch["children"][row, position].numpy(), order_vectors[order_id])
