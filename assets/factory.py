@@ -8,6 +8,7 @@ relationship it reads), `s_space`, `s_embeddings`, and per target `t`: `s__t_pre
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -53,26 +54,33 @@ def predictions_key(space: str, target: str) -> dg.AssetKey:
     return asset_key(runner.predictions_name(space, target))
 
 
-def _link(parent: str, child: str, kind: str, foreign_key: list[str]) -> tuple[str, ...]:
-    return (parent, child, kind, ", ".join(foreign_key))
+class Link(NamedTuple):
+    """One relationship as `JoinCheck` names it: `child.foreign_key` -> `parent.key`."""
+
+    parent: str
+    child: str
+    kind: str
+    foreign_key: str
 
 
-def join_checks_of(spec: Spec, space: str) -> dict[tuple[str, ...], str]:
+def join_checks_of(spec: Spec, space: str) -> dict[Link, str]:
     """Relationship -> check name for the joins `space` reads: its children and references.
 
-    Keys match `JoinCheck`s (parent, child, kind, foreign key); names are
-    `join_<parent>__<child>`, with the foreign key appended when a pair has two links.
+    Names are `join_<parent>__<child>`, with the foreign key appended when a pair has two links.
     """
     spec_space = spec.spaces[space]
-    links = [_link(space, c.space, "children", c.foreign_key_columns) for c in spec_space.children]
-    links += [
-        _link(r.space, space, "references", r.foreign_key_columns) for r in spec_space.references
+    links = [
+        Link(space, c.space, "children", ", ".join(c.foreign_key_columns))
+        for c in spec_space.children
+    ] + [
+        Link(r.space, space, "references", ", ".join(r.foreign_key_columns))
+        for r in spec_space.references
     ]
-    names: dict[tuple[str, ...], str] = {}
+    names: dict[Link, str] = {}
     for link in links:
-        name = f"join_{link[0]}__{link[1]}"
+        name = f"join_{link.parent}__{link.child}"
         if sum(other[:2] == link[:2] for other in links) > 1:
-            name += "__" + re.sub(r"\W+", "_", link[3])
+            name += "__" + re.sub(r"\W+", "_", link.foreign_key)
         names[link] = name
     return names
 
@@ -101,8 +109,8 @@ def _profile_asset(
                 name=name,
                 asset=key,
                 blocking=True,
-                description=f"{link[1]}.{link[3]} -> {link[0]} ({link[2]}): coverage, "
-                "orphans, null keys, key types",
+                description=f"{link.child}.{link.foreign_key} -> {link.parent} ({link.kind}): "
+                "coverage, orphans, null keys, key types",
             )
             for link, name in checks.items()
         ],
@@ -125,9 +133,9 @@ def _profile_asset(
 
 
 def _check_results(
-    checks: Mapping[tuple[str, ...], str], joins: list[JoinCheck]
+    checks: Mapping[Link, str], joins: list[JoinCheck]
 ) -> Iterator[dg.AssetCheckResult]:
-    found = {_link(j.parent, j.child, j.kind, j.foreign_key.split(", ")): j for j in joins}
+    found = {Link(j.parent, j.child, j.kind, j.foreign_key): j for j in joins}
     for link, name in checks.items():
         join = found.get(link)
         if join is None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from pipeline.demo import generate_demo_warehouse
+from pipeline.spec import parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SQL = REPO / "sql"
@@ -140,6 +141,32 @@ def test_missing_spec_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     assert str(tmp_path / "nowhere.yaml") in str(error.value)
 
 
+def test_two_links_between_one_pair_get_distinct_check_names() -> None:
+    from assets.factory import join_checks_of
+
+    spec = parse_spec(
+        {
+            "warehouse": "w.duckdb",
+            "spaces": {
+                "flights": {
+                    "table": "main.flights",
+                    "key": "flight_id",
+                    "references": [
+                        {"space": "airports", "foreign_key": "origin"},
+                        {"space": "airports", "foreign_key": "destination"},
+                    ],
+                },
+                "airports": {"table": "main.airports", "key": "code"},
+            },
+        }
+    )
+    assert sorted(join_checks_of(spec, "flights").values()) == [
+        "join_airports__flights__destination",
+        "join_airports__flights__origin",
+    ]
+    assert join_checks_of(spec, "airports") == {}
+
+
 def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_env: None) -> None:
     from assets.factory import build_definitions
 
@@ -181,6 +208,8 @@ def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_en
         "join_regions__customers",
     }
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+    join = next(e for e in evaluations if e.check_name == "join_customers__orders")
+    assert join.metadata["coverage"].value == 1.0 and join.metadata["orphans"].value == 0
 
 
 def test_failing_join_check_blocks_the_spaces_that_read_it(tmp_path: Path, keep_env: None) -> None:

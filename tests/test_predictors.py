@@ -15,12 +15,15 @@ from tests.conftest import demo_spec_dict, write_spec
 @pytest.fixture
 def order_totals(small_demo: Path, tmp_path: Path):
     """orders.total_amount as a regression target; it is the sum over the order's items."""
-    data = demo_spec_dict(small_demo, tmp_path / "artifacts",
-                          training={"steps": 120, "predictor_epochs": 60})
+    data = demo_spec_dict(
+        small_demo, tmp_path / "artifacts", training={"steps": 120, "predictor_epochs": 60}
+    )
     orders = data["spaces"]["orders"]
     orders["columns"] = {"total_amount": {"target": True}}
-    data["spaces"] = {"orders": orders, "order_items": {**data["spaces"]["order_items"],
-                                                      "references": []}}
+    data["spaces"] = {
+        "orders": orders,
+        "order_items": {**data["spaces"]["order_items"], "references": []},
+    }
     spec = write_spec(tmp_path / "s.yaml", data)
     runner.run(spec, progress=False)
     return spec
@@ -33,9 +36,11 @@ def test_regression_predictions_with_intervals(order_totals):
         rows = con.execute(
             "select count(*), count(*) filter (where interval_low <= prediction "
             "and prediction <= interval_high and probability is null "
-            "and probabilities is null) from ml.orders__total_amount_predictions").fetchone()
+            "and probabilities is null) from ml.orders__total_amount_predictions"
+        ).fetchone()
         metrics = con.execute(
-            "select metrics from ml.training_runs where target = 'total_amount'").fetchone()[0]
+            "select metrics from ml.training_runs where target = 'total_amount'"
+        ).fetchone()[0]
     finally:
         con.close()
     assert rows == (n_orders, n_orders)
@@ -52,8 +57,9 @@ def test_target_is_never_an_input(order_totals):
 def test_missing_column_at_prediction_time_warns_and_still_predicts(order_totals):
     con = duckdb.connect(str(order_totals.warehouse))
     try:
-        con.execute("create or replace view main.stg_orders as "
-                    "select * exclude (channel) from raw.orders")
+        con.execute(
+            "create or replace view main.stg_orders as select * exclude (channel) from raw.orders"
+        )
     finally:
         con.close()
     runner.embed(order_totals, "order_items")
@@ -64,7 +70,8 @@ def test_missing_column_at_prediction_time_warns_and_still_predicts(order_totals
         warned = con.execute(
             "select count(*) from ml.orders__total_amount_predictions "
             "where list_contains(warnings, 'column channel missing from main.stg_orders; "
-            "predicted without it')").fetchone()[0]
+            "predicted without it')"
+        ).fetchone()[0]
         total = con.execute("select count(*) from raw.orders").fetchone()[0]
     finally:
         con.close()
