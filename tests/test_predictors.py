@@ -9,12 +9,15 @@ import pytest
 
 from pipeline import runner
 from pipeline.space import Space
-from tests.conftest import demo_spec_dict, write_spec
+from tests.conftest import demo_spec_dict, make_demo_warehouse, write_spec
 
 
-@pytest.fixture
-def order_totals(small_demo: Path, tmp_path: Path):
-    """orders.total_amount as a regression target; it is the sum over the order's items."""
+@pytest.fixture(scope="module")
+def order_totals(tmp_path_factory):
+    """orders.total_amount as a regression target; it is the sum over the order's items.
+    Module-scoped: the schema-drift test, last in this file, changes the warehouse."""
+    tmp_path = tmp_path_factory.mktemp("order_totals")
+    small_demo = make_demo_warehouse(tmp_path, scale=0.05)
     data = demo_spec_dict(
         small_demo, tmp_path / "artifacts", training={"steps": 120, "predictor_epochs": 60}
     )
