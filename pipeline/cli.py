@@ -95,16 +95,15 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
-    commands.add_parser("demo", help="write the demo warehouse").add_argument(
-        "rest", nargs=argparse.REMAINDER
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "demo":
+    commands.add_parser("demo", help="write the demo warehouse (--warehouse, --scale, --seed)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
         from pipeline.demo import main as demo_main
 
-        demo_main(args.rest)
+        demo_main(argv[1:])
         return
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         spec = load_spec(args.spec)
         COMMANDS[args.command][0](spec, args)
