@@ -18,6 +18,7 @@ from assets.metadata import (
     metrics_metadata,
     output_table_metadata,
     profile_metadata,
+    sphere_metadata,
     table_facts,
     training_metadata,
 )
@@ -195,7 +196,9 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         current = spaces.load_spec()
         rows = runner.embed(current, space)
         table = f"{current.output_schema}.{space}_embeddings"
-        return dg.MaterializeResult(metadata=output_table_metadata(current.warehouse, table, rows))
+        metadata = output_table_metadata(current.warehouse, table, rows)
+        metadata.update(sphere_metadata(current.warehouse, table))
+        return dg.MaterializeResult(metadata=metadata)
 
     return embeddings
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 
 from pipeline.profiling import ColumnProfile
+from pipeline.reports import markdown_image, mutual_information_png, sphere_png, timeline_png
 from pipeline.training import TrainingResult
 from pipeline.validation import JoinCheck
 from pipeline.warehouse import qualified, split_table
@@ -149,7 +151,31 @@ def training_metadata(version: str, training: TrainingResult) -> dict[str, dg.Me
     }
     for name, value in training.final_losses.items():
         metadata[f"loss_{name}"] = dg.MetadataValue.float(float(value))
+    metadata["training_plot"] = dg.MetadataValue.md(
+        markdown_image(timeline_png(training.timeline, "training losses"), "training losses")
+    )
+    metadata["mutual_information_plot"] = dg.MetadataValue.md(
+        markdown_image(
+            mutual_information_png(training.mutual_information, "mutual information"),
+            "mutual information",
+        )
+    )
     return metadata
+
+
+def sphere_metadata(warehouse: Path, table: str) -> dict[str, dg.MetadataValue]:
+    """The rows' embedding_3d as an inline PNG (best effort, like table_facts)."""
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as error:
+        log.info("no 3-d plot for %s: %s", table, error)
+        return {}
+    try:
+        rows = con.execute(f"select embedding_3d from {qualified(table)}").fetchall()
+    finally:
+        con.close()
+    points = np.array([r[0] for r in rows], np.float32)
+    return {"sphere_3d": dg.MetadataValue.md(markdown_image(sphere_png(points, table), table))}
 
 
 def metrics_metadata(metrics: dict[str, float]) -> dict[str, dg.MetadataValue]:

@@ -70,12 +70,22 @@ def _search(spec: Spec, args: argparse.Namespace) -> None:
         print(line)
 
 
+def _report(spec: Spec, args: argparse.Namespace) -> None:
+    from pipeline.reports import space_report
+
+    folder = spec.artifacts / "report"
+    for name in _spaces(spec, args.space):
+        for kind, path in space_report(spec, name, folder).items():
+            print(f"{name} {kind}: {path}")
+
+
 COMMANDS = {
     "run": (_run, "validate, train every space bottom-up, embed, train predictors, predict"),
     "validate": (_validate, "profile columns and check keys and joins"),
     "train": (_train, "train (and embed) one space or all"),
     "embed": (_embed, "re-embed current rows with the saved models"),
     "predict": (_predict, "score every row with the saved predictors"),
+    "report": (_report, "plots (losses, mutual information, 3-d sphere) and a summary"),
     "search": (_search, "rows most similar to the row with a key (--explain: why)"),
 }
 
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, (_, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--spec", default="spaces.yaml", help="path to spaces.yaml")
-        if name in ("train", "embed", "predict"):
+        if name in ("train", "embed", "predict", "report"):
             command.add_argument("--space", help="only this space")
         if name == "search":
             command.add_argument("--space", required=True, help="the space to search")

@@ -201,6 +201,9 @@ def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_en
     columns = [c.name for c in embeddings["dagster/column_schema"].schema.columns]
     assert {"customer_id", "embedding", "embedding_3d"} <= set(columns)
     assert "auc" in materialized["ml/customers__churned_predictor"]
+    space = materialized["ml/customers_space"]
+    for plot in (space["training_plot"], space["mutual_information_plot"], embeddings["sphere_3d"]):
+        assert plot.value.startswith("![") and "data:image/png;base64," in plot.value
 
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} >= {
