@@ -12,7 +12,7 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export SPACES_SPEC ?= $(CURDIR)/spaces.yaml
 export WAREHOUSE_PATH ?= $(CURDIR)/warehouse.duckdb
 
-.PHONY: setup demo test lint dev clean
+.PHONY: setup demo test test-slow dev clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: setup
 test: setup
 	$(BIN)/ruff check pipeline assets tests
 	$(BIN)/pytest
+
+test-slow: setup
+	$(BIN)/pytest -m slow
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml

@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import runner  # noqa: E402
-from pipeline.predictors import holdout_mask, target_labels, train_predictor  # noqa: E402
-from tests.conftest import demo_spec_dict, make_demo_warehouse, write_spec  # noqa: E402
+from pipeline.predictors import holdout_mask  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    demo_spec_dict,
+    held_out_churn_auc,
+    make_demo_warehouse,
+    parent_only_spec_dict,
+    write_spec,
+)
 
 AGGREGATES = """
 select c.customer_id, c.churned, c.age, c.plan, c.region_id, epoch(c.signup_date) as signup,
@@ -40,21 +46,6 @@ select c.customer_id, c.churned, c.age, c.plan, c.region_id, epoch(c.signup_date
 from main.stg_customers c left join main.stg_orders o using (customer_id)
 group by all order by c.customer_id
 """
-
-
-def space_auc(spec, seeds) -> list[float]:
-    con = duckdb.connect(str(spec.warehouse), read_only=True)
-    rows = con.execute(
-        f"select e.embedding, c.churned from {spec.output_schema}.customers_embeddings e "
-        "join main.stg_customers c using (customer_id) order by customer_id"
-    ).fetchall()
-    con.close()
-    x = np.array([r[0] for r in rows], np.float32)
-    labels = target_labels([r[1] for r in rows], "boolean")
-    return [
-        train_predictor("customers", "churned", "boolean", x, labels, s).metrics["auc"]
-        for s in seeds
-    ]
 
 
 def aggregates_auc(warehouse: Path, seeds) -> list[float]:
@@ -86,15 +77,11 @@ def main() -> None:
     hierarchical = write_spec(folder / "h.yaml", demo_spec_dict(warehouse, folder / "a"))
     runner.run(hierarchical, progress=False)
     trained = time.time()
-    data = demo_spec_dict(warehouse, folder / "f", output_schema="ml_flat")
-    customers = data["spaces"]["customers"]
-    customers.pop("children"), customers.pop("references")
-    data["spaces"] = {"customers": customers}
-    flat = write_spec(folder / "f.yaml", data)
+    flat = write_spec(folder / "f.yaml", parent_only_spec_dict(warehouse, folder / "f", "ml_flat"))
     runner.run(flat, progress=False)
     results = {
-        "hierarchical space + MLP": space_auc(hierarchical, args.seeds),
-        "customers table alone + MLP": space_auc(flat, args.seeds),
+        "hierarchical space + MLP": held_out_churn_auc(hierarchical, args.seeds),
+        "customers table alone + MLP": held_out_churn_auc(flat, args.seeds),
         "gradient boosting on SQL aggregates": aggregates_auc(warehouse, args.seeds),
     }
     print(

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 import yaml
 
 from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
+from pipeline.predictors import target_labels, train_predictor
 from pipeline.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +45,33 @@ def demo_spec_dict(warehouse: Path, artifacts: Path, **overrides) -> dict:
     data = yaml.safe_load((REPO / "spaces.yaml").read_text())
     data.update(warehouse=str(warehouse), artifacts=str(artifacts), **overrides)
     return data
+
+
+def parent_only_spec_dict(warehouse: Path, artifacts: Path, output_schema: str) -> dict:
+    """The demo's customers space alone: no children, no references."""
+    data = demo_spec_dict(warehouse, artifacts, output_schema=output_schema)
+    customers = data["spaces"]["customers"]
+    customers.pop("children"), customers.pop("references")
+    data["spaces"] = {"customers": customers}
+    return data
+
+
+def held_out_churn_auc(spec: Spec, split_seeds: tuple[int, ...]) -> list[float]:
+    """Churn AUC on held-out customers, one per split seed, from the stored embeddings."""
+    con = duckdb.connect(str(spec.warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            f"select e.embedding, c.churned from {spec.output_schema}.customers_embeddings e "
+            "join main.stg_customers c using (customer_id) order by customer_id"
+        ).fetchall()
+    finally:
+        con.close()
+    embeddings = np.array([r[0] for r in rows], np.float32)
+    labels = target_labels([r[1] for r in rows], "boolean")
+    return [
+        train_predictor("customers", "churned", "boolean", embeddings, labels, seed).metrics["auc"]
+        for seed in split_seeds
+    ]
 
 
 def write_spec(path: Path, data: dict) -> Spec:
@@ -82,10 +111,7 @@ def hierarchical_run(quality_warehouse: Path) -> Spec:
 def parent_only_run(quality_warehouse: Path, hierarchical_run: Spec) -> Spec:
     """The customers table alone (no children, no references), same warehouse and targets."""
     folder = quality_warehouse.parent
-    data = demo_spec_dict(quality_warehouse, folder / "artifacts_flat", output_schema="ml_flat")
-    customers = data["spaces"]["customers"]
-    customers.pop("children"), customers.pop("references")
-    data["spaces"] = {"customers": customers}
+    data = parent_only_spec_dict(quality_warehouse, folder / "artifacts_flat", "ml_flat")
     spec = write_spec(folder / "flat.yaml", data)
     runner.run(spec, progress=False)
     return spec

@@ -10,34 +10,15 @@ import duckdb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.predictors import target_labels, train_predictor
-from pipeline.spec import Spec
+from tests.conftest import held_out_churn_auc
 
 SPLIT_SEEDS = (0, 1, 2)
 REQUIRED_MARGIN = 0.15
 
 
-def held_out_auc(spec: Spec) -> list[float]:
-    """Churn AUC on held-out customers, one per split seed, from the space's embeddings."""
-    con = duckdb.connect(str(spec.warehouse), read_only=True)
-    try:
-        rows = con.execute(
-            f"select e.embedding, c.churned from {spec.output_schema}.customers_embeddings e "
-            "join main.stg_customers c using (customer_id) order by customer_id"
-        ).fetchall()
-    finally:
-        con.close()
-    embeddings = np.array([r[0] for r in rows], np.float32)
-    labels = target_labels([r[1] for r in rows], "boolean")
-    return [
-        train_predictor("customers", "churned", "boolean", embeddings, labels, seed).metrics["auc"]
-        for seed in SPLIT_SEEDS
-    ]
-
-
 def test_hierarchy_beats_parent_only_on_planted_signal(hierarchical_run, parent_only_run):
-    hierarchical = held_out_auc(hierarchical_run)
-    parent_only = held_out_auc(parent_only_run)
+    hierarchical = held_out_churn_auc(hierarchical_run, SPLIT_SEEDS)
+    parent_only = held_out_churn_auc(parent_only_run, SPLIT_SEEDS)
     margin = np.mean(hierarchical) - np.mean(parent_only)
     print(
         f"held-out churn AUC: hierarchy {np.round(hierarchical, 3)} "
