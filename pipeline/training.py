@@ -47,7 +47,7 @@ def choose_hyperparameters(
     batch = overrides.batch_size or int(
         min(256, max(16, 2 ** math.floor(math.log2(max(n_rows, 2) / 4))))
     )
-    steps = overrides.steps or int(min(2000, max(300, 20 * n_rows / batch)))
+    steps = overrides.steps or int(min(1200, max(300, 12 * n_rows / batch)))
     return TrainingChoices(
         d_model=d_model,
         embedding_dim=overrides.embedding_dim or d_model,
