@@ -27,8 +27,13 @@ def dbt_project() -> DbtProject:
 
 def dbt_executable() -> str:
     """The venv's dbt (not on PATH unless the venv is activated), else whatever PATH has."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
+    candidates = [
+        Path(sys.executable).parent / "dbt",
+        Path(sys.prefix) / "bin" / "dbt",
+        SQL_DIR.parent / ".venv" / "bin" / "dbt",
+    ]
+    found = next((c for c in candidates if c.exists()), None)
+    return str(found) if found else (shutil.which("dbt") or "dbt")
 
 
 def dbt_resource() -> DbtCliResource:
@@ -46,7 +51,8 @@ class SpacesDbtTranslator(DagsterDbtTranslator):
 
 
 def _manifest(project: DbtProject) -> Path:
-    project.prepare_if_dev()
+    # No prepare_if_dev(): under `dagster dev` it runs a bare `dbt` from PATH, which is not
+    # there unless the venv is activated. `make setup` runs `dbt parse` instead.
     if not project.manifest_path.exists():
         raise FileNotFoundError(
             f"dbt manifest {project.manifest_path} not found -> run "
