@@ -24,10 +24,12 @@ from assets.metadata import (
 )
 from assets.resources import SpacesResource
 from pipeline import runner
+from pipeline.data_quality import QualityReport, check_space_quality
 from pipeline.spec import Spec, load_spec
 from pipeline.validation import JoinCheck
 
 PREFIX = "ml"
+QUALITY_CHECK = "data_quality"
 POOL = "duckdb"
 
 
@@ -114,6 +116,15 @@ def _profile_asset(
                 "coverage, orphans, null keys, key types",
             )
             for link, name in checks.items()
+        ]
+        + [
+            dg.AssetCheckSpec(
+                name=QUALITY_CHECK,
+                asset=key,
+                blocking=False,
+                description="Great Expectations suite learned from the profile (keys, null "
+                "rates, ranges, accepted values); links the Data Docs page.",
+            )
         ],
         pool=POOL,
         kinds={"duckdb"},
@@ -129,8 +140,24 @@ def _profile_asset(
             metadata["table_rows"] = dg.MetadataValue.int(facts[0])
         yield dg.MaterializeResult(metadata=metadata)
         yield from _check_results(checks, validation.joins)
+        yield _quality_result(check_space_quality(current, space, validation.profiles))
 
     return profile
+
+
+def _quality_result(report: QualityReport) -> dg.AssetCheckResult:
+    metadata: dict[str, dg.MetadataValue] = {
+        "expectations": dg.MetadataValue.int(report.evaluated),
+        "failed": dg.MetadataValue.text(", ".join(report.failed) or "none"),
+    }
+    if report.docs_index:
+        metadata["data_docs"] = dg.MetadataValue.url(report.docs_index.as_uri())
+    return dg.AssetCheckResult(
+        check_name=QUALITY_CHECK,
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
 
 
 def _check_results(

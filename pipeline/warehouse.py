@@ -71,8 +71,12 @@ class Warehouse:
             con.execute(f"create schema if not exists {quote(self.output_schema)}")
             exists = self.table_exists(con, f"{self.output_schema}.{name}")
             if replace_where and exists:
-                con.execute(f"delete from {target} where {replace_where}")
-                con.execute(f"insert into {target} by name select * from {quote(view)}")
+                # union by name: rows written by an older layout of the table are kept
+                con.execute(
+                    f"create or replace table {target} as "
+                    f"select * from {target} where not ({replace_where}) "
+                    f"union all by name select * from {quote(view)}"
+                )
             else:
                 con.execute(f"create or replace table {target} as select * from {quote(view)}")
             con.execute("commit")

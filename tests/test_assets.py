@@ -99,14 +99,18 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
     checks = {
         c.to_user_string(): c for c in graph.asset_check_keys if c.asset_key.has_prefix(["ml"])
     }
-    assert set(checks) == {
+    joins = {k: c for k, c in checks.items() if not k.endswith(":data_quality")}
+    assert set(joins) == {
         "ml/customers_profile:join_customers__orders",
         "ml/customers_profile:join_customers__support_tickets",
         "ml/customers_profile:join_regions__customers",
         "ml/orders_profile:join_orders__order_items",
         "ml/order_items_profile:join_products__order_items",
     }
-    assert all(graph.get_check_spec(key).blocking for key in checks.values())
+    assert all(graph.get_check_spec(key).blocking for key in joins.values())
+    quality = set(checks) - set(joins)
+    assert quality == {f"ml/{space}_profile:data_quality" for space in SPACES}
+    assert not any(graph.get_check_spec(checks[key]).blocking for key in quality)
 
     groups = {
         graph.get(k).group_name for k in graph.get_all_asset_keys() if not k.has_prefix(["ml"])
@@ -211,6 +215,9 @@ def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_en
         "join_regions__customers",
     }
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+    quality = [e for e in evaluations if e.check_name == "data_quality"]
+    assert len(quality) == 6
+    assert all(e.metadata["data_docs"].value.endswith("index.html") for e in quality)
     join = next(e for e in evaluations if e.check_name == "join_customers__orders")
     assert join.metadata["coverage"].value == 1.0 and join.metadata["orphans"].value == 0
 
