@@ -170,4 +170,3 @@ def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
     return QualityReport(
         name, bool(outcome.success), len(rows), failed, index if index.exists() else None
     )
-

@@ -20,7 +20,8 @@ from pipeline.errors import PipelineError
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, create_rows_table
 from pipeline.model import token_specs
-from pipeline.predictors import Predictor, predictions_table, target_labels, train_predictor
+from pipeline.predictions import predictions_table
+from pipeline.predictors import Predictor, target_labels, train_predictor
 from pipeline.profiling import ColumnProfile, profile_space, profiles_table
 from pipeline.space import Space
 from pipeline.spec import Spec
