@@ -15,8 +15,7 @@ import numpy as np
 
 from pipeline.artifacts import load_json
 from pipeline.spec import Spec
-
-LOSSES = ("total", "joint", "marginal", "retention", "spread")
+from pipeline.training import LOSS_PARTS
 
 
 def _figure(width: float = 6, height: float = 3.5, projection: str | None = None):
@@ -41,7 +40,7 @@ def timeline_png(timeline: list[dict], title: str) -> bytes:
     """Loss components against optimizer steps."""
     figure, axes, plt = _figure()
     steps = [point["step"] for point in timeline]
-    for name in LOSSES:
+    for name in LOSS_PARTS:
         if timeline and name in timeline[0]:
             axes.plot(steps, [point[name] for point in timeline], label=name)
     axes.set_xlabel("step")

@@ -19,6 +19,7 @@ from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.spec import TrainingSpec
 
 log = logging.getLogger(__name__)
+LOSS_PARTS = ("total", "joint", "marginal", "retention", "spread")
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _token_losses(
 
 def _step(
     model: SpaceModel, batch: list[dict], generator: torch.Generator, choices: TrainingChoices
-) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+) -> tuple[torch.Tensor, dict[str, float]]:
     content, present = model.encode_tokens(batch)
     in_a = torch.rand(present.shape, generator=generator) < 0.5
     full = model.embed_tokens(content, present)
@@ -152,7 +153,7 @@ def _step(
         "retention": float(retention.detach()),
         "spread": float(spread.detach()),
     }
-    return total, parts, full.detach()
+    return total, parts
 
 
 def train_space(
@@ -227,7 +228,7 @@ def _fit(
             order, cursor = torch.randperm(n, generator=generator), 0
         rows = order[cursor : cursor + choices.batch_size]
         cursor += choices.batch_size
-        loss, parts, _ = _step(model, gather(inputs, rows), generator, choices)
+        loss, parts = _step(model, gather(inputs, rows), generator, choices)
         if not math.isfinite(parts["total"]):
             result.failures.append(f"unstable: non-finite loss at step {step}")
             break
@@ -255,8 +256,7 @@ def _diagnose(model: SpaceModel, inputs: SpaceInputs, result: TrainingResult) ->
         first = np.mean([p["total"] for p in timeline[:tenth]])
         last = np.mean([p["total"] for p in timeline[-tenth:]])
         result.final_losses = {
-            k: float(np.mean([p[k] for p in timeline[-tenth:]]))
-            for k in ("total", "joint", "marginal", "retention", "spread")
+            k: float(np.mean([p[k] for p in timeline[-tenth:]])) for k in LOSS_PARTS
         }
         if last > first * 0.98 and inputs.n_rows > 8:
             failures.append(f"no learning: loss {first:.3f} -> {last:.3f}")
