@@ -15,6 +15,7 @@ import dagster as dg
 from assets.dbt import MARTS_GROUP, build_dbt_assets, dbt_resource
 from assets.metadata import (
     join_metadata,
+    markdown_table,
     metrics_metadata,
     output_table_metadata,
     profile_metadata,
@@ -25,11 +26,13 @@ from assets.metadata import (
 from assets.resources import SpacesResource
 from pipeline import runner
 from pipeline.data_quality import QualityReport, check_space_quality
+from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec, load_spec
 from pipeline.validation import JoinCheck
 
 PREFIX = "ml"
 QUALITY_CHECK = "data_quality"
+COLUMNS_CHECK = "column_values"
 POOL = "duckdb"
 
 
@@ -119,12 +122,19 @@ def _profile_asset(
         ]
         + [
             dg.AssetCheckSpec(
+                name=COLUMNS_CHECK,
+                asset=key,
+                blocking=False,
+                description="Every input column's values parse as its detected type; warns "
+                "with counts and examples of values read as missing (mixed columns).",
+            ),
+            dg.AssetCheckSpec(
                 name=QUALITY_CHECK,
                 asset=key,
                 blocking=False,
                 description="Great Expectations suite learned from the profile (keys, null "
                 "rates, ranges, accepted values); links the Data Docs page.",
-            )
+            ),
         ],
         pool=POOL,
         kinds={"duckdb"},
@@ -140,9 +150,40 @@ def _profile_asset(
             metadata["table_rows"] = dg.MetadataValue.int(facts[0])
         yield dg.MaterializeResult(metadata=metadata)
         yield from _check_results(checks, validation.joins)
+        yield _columns_result(validation.profiles)
         yield _quality_result(check_space_quality(current, space, validation.profiles))
 
     return profile
+
+
+def _columns_result(profiles: list[ColumnProfile]) -> dg.AssetCheckResult:
+    mixed = [p for p in profiles if p.unparsed_count and not p.excluded]
+    return dg.AssetCheckResult(
+        check_name=COLUMNS_CHECK,
+        passed=not mixed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "mixed_columns": dg.MetadataValue.md(
+                markdown_table(
+                    ["column", "type", "unparsed values", "examples"],
+                    [
+                        (
+                            p.column,
+                            p.detected_type,
+                            p.unparsed_count,
+                            ", ".join(p.unparsed_examples),
+                        )
+                        for p in mixed
+                    ],
+                )
+                if mixed
+                else "every value parses"
+            ),
+            "excluded_columns": dg.MetadataValue.text(
+                ", ".join(f"{p.column} ({p.reason})" for p in profiles if p.excluded) or "none"
+            ),
+        },
+    )
 
 
 def _quality_result(report: QualityReport) -> dg.AssetCheckResult:
@@ -174,9 +215,11 @@ def _check_results(
                 metadata={"message": "validation returned no result for this relationship"},
             )
             continue
+        # ok passes; warn fails with WARN (shown, never blocks); error fails with ERROR,
+        # which stops the blocking check's downstream spaces.
         yield dg.AssetCheckResult(
             check_name=name,
-            passed=join.status != "error",
+            passed=join.status == "ok",
             severity=(
                 dg.AssetCheckSeverity.ERROR
                 if join.status == "error"

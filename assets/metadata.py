@@ -89,7 +89,7 @@ def profile_metadata(profiles: list[ColumnProfile]) -> dict[str, dg.MetadataValu
         ),
         "column_profile": dg.MetadataValue.md(
             markdown_table(
-                ["column", "type", "role", "null fraction", "distinct", "excluded"],
+                ["column", "type", "role", "null fraction", "distinct", "unparsed", "excluded"],
                 [
                     (
                         p.column,
@@ -97,6 +97,7 @@ def profile_metadata(profiles: list[ColumnProfile]) -> dict[str, dg.MetadataValu
                         p.role,
                         f"{p.null_fraction:.3f}",
                         p.distinct_count,
+                        p.unparsed_count,
                         p.excluded,
                     )
                     for p in profiles
@@ -126,6 +127,12 @@ def join_metadata(join: JoinCheck) -> dict[str, dg.MetadataValue]:
         "foreign_key_type": dg.MetadataValue.text(join.foreign_key_type),
         "declared_cardinality": dg.MetadataValue.text(join.declared_cardinality),
         "observed_cardinality": dg.MetadataValue.text(join.observed_cardinality or "unknown"),
+        "duplicated_parent_keys": number(join.duplicated_parent_keys),
+        "kl_shift": number(join.kl_shift),
+        "kl_column": dg.MetadataValue.text(join.kl_column or "none"),
+        "excluded_by_as_of": number(join.excluded_by_as_of),
+        "orphan_examples": dg.MetadataValue.text(", ".join(join.orphan_examples) or "none"),
+        "null_key_examples": dg.MetadataValue.text(", ".join(join.null_key_examples) or "none"),
     }
 
 

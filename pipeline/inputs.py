@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.codecs import SEMANTIC_TYPES, Codec, fit_codec
+from pipeline.encoders import column_type, fit_codec
+from pipeline.encoders.base import Codec, render
 from pipeline.hierarchy import ChildSet, Reference, read_children, read_references
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec
@@ -49,15 +50,8 @@ class SpaceInputs:
         return self.keys.num_rows
 
 
-def _select_expression(column: str, column_type: str) -> str:
-    q = quote(column)
-    if column_type == "scalar":
-        return f"try_cast({q} as double)"
-    if column_type == "timestamp":
-        return f"epoch(try_cast({q} as timestamp))::double"
-    if column_type == "boolean":
-        return q
-    return f"cast({q} as varchar)"
+def _select_expression(column: str, type_name: str) -> str:
+    return render(column_type(type_name).read_sql, column=quote(column))
 
 
 def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
@@ -106,22 +100,22 @@ def read_space_inputs(
             f"select {select} from {qualified(space.table)} t "
             f"join {ROWS_TABLE} r on {on} order by r.__row",
         )
-        for column, column_type in readable.items():
+        for column, type_name in readable.items():
             array = table.column(column)
-            if column_type in ("scalar", "timestamp"):
+            if column_type(type_name).reads_numbers:
                 values[column] = array.to_numpy(zero_copy_only=False).astype(np.float64)
             else:
                 values[column] = array.to_pylist()
     columns = []
-    for column, column_type in wanted.items():
+    for column, type_name in wanted.items():
         raw = values.get(column)
         if raw is None:
             raw = (
                 np.full(keys.num_rows, np.nan)
-                if column_type in ("scalar", "timestamp")
+                if column_type(type_name).reads_numbers
                 else [None] * keys.num_rows
             )
-        codec = codecs[column] if codecs is not None else fit_codec(column_type, column, raw)
+        codec = codecs[column] if codecs is not None else fit_codec(type_name, column, raw)
         columns.append(_encode_column(warehouse, con, codec, raw))
     children = read_children(warehouse, con, spec, name, ROWS_TABLE)
     references = read_references(warehouse, con, spec, name, ROWS_TABLE)
@@ -133,7 +127,7 @@ def _encode_column(
 ) -> ColumnInput:
     arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(raw).items()}
     text_vectors = None
-    if codec.type in SEMANTIC_TYPES:
+    if codec.semantic:
         texts = codec.texts(raw)
         distinct = sorted({t for t in texts if t is not None})
         position = {t: i + 1 for i, t in enumerate(distinct)}

@@ -6,13 +6,14 @@ transformer keeps that shape, the head turns the [CLS] token into an L2-normalis
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.encoders import ChildSetEncoder, ReferenceEncoder, column_encoder
+from pipeline.encoders import build_encoder
+from pipeline.encoders.sets import ChildSetEncoder, ReferenceEncoder
 from pipeline.inputs import SpaceInputs
 from pipeline.text_embeddings import TEXT_DIM
 
@@ -30,6 +31,8 @@ class TokenSpec:
     n_classes: int = 0
     dim: int = 0
     max_length: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
+    """What the column encoder is built from (from the codec)."""
 
     @property
     def contrastive(self) -> bool:
@@ -41,12 +44,20 @@ class TokenSpec:
         """Decoder width: classes, or the dimension of the fixed target vector."""
         if self.n_classes:
             return self.n_classes
-        return TEXT_DIM if self.kind == "column" else self.dim
+        return self.dim or TEXT_DIM
 
 
 def token_specs(inputs: SpaceInputs) -> list[TokenSpec]:
     specs = [
-        TokenSpec(c.name, "column", c.codec.type, c.codec.n_features, c.codec.n_classes)
+        TokenSpec(
+            c.name,
+            "column",
+            c.codec.type,
+            c.codec.n_features,
+            c.codec.n_classes,
+            dim=c.codec.target_dim,
+            sizes=c.codec.sizes(),
+        )
         for c in inputs.columns
     ]
     taken = {s.name for s in specs}
@@ -70,7 +81,7 @@ def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tens
         part = {k: v[rows] for k, v in column.arrays.items() if k != "text_row"}
         if column.text_vectors is not None:
             part["text"] = column.text_vectors[column.arrays["text_row"][rows]]
-            part["target_vector"] = part["text"]
+            part.setdefault("target_vector", part["text"])
         batch.append(part)
     for child in inputs.children:
         start = child.offsets[rows]
@@ -154,7 +165,8 @@ class SpaceModel(nn.Module):
             return ChildSetEncoder(token.dim, d_model, token.max_length, n_heads=n_heads)
         if token.kind == "reference":
             return ReferenceEncoder(token.dim, d_model)
-        return column_encoder(token.type, d_model, token.n_features, token.n_classes)
+        sizes = token.sizes or {"n_features": token.n_features, "n_classes": token.n_classes}
+        return build_encoder(token.type, sizes, d_model)
 
     def encode_tokens(
         self, batch: list[dict[str, torch.Tensor]]

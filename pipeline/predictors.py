@@ -16,7 +16,8 @@ from sklearn.metrics import f1_score, mean_absolute_error, roc_auc_score
 from torch import nn
 
 from pipeline.artifacts import load_json, save_json, save_weights
-from pipeline.codecs import BooleanCodec, CategoryCodec
+from pipeline.encoders.base import label
+from pipeline.encoders.boolean import BooleanCodec
 
 OOD_NEIGHBOURS = 5
 OOD_REFERENCE_ROWS = 2000
@@ -184,7 +185,7 @@ def target_labels(values: list, target_type: str) -> list:
     if target_type == "boolean":
         return [None if (b := BooleanCodec.parse(v)) is None else str(b).lower() for v in values]
     if target_type in ("category", "email"):
-        return [CategoryCodec.label(v) for v in values]
+        return [label(v) for v in values]
     out = []
     for v in values:
         try:

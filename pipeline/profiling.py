@@ -1,24 +1,23 @@
-"""Column profiling: detect each column's type and role, exclude junk with a stated reason."""
+"""Column profiling: each column's type and role, junk excluded with a stated reason, values
+that do not parse counted with examples. Written to `ml.column_profile`."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.detection import Decision, column_statistics, decide
+from pipeline.encoders import JUNK_TYPES, column_type, type_names
+from pipeline.encoders.base import render
 from pipeline.errors import SpecError
 from pipeline.spec import Spec
 from pipeline.warehouse import qualified, quote, table_columns
 
-ENCODED_TYPES = ("scalar", "category", "text", "timestamp", "boolean", "email")
-_INTEGER = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT)$"
-)
-_NUMERIC = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL.*)$")
-_TIME = re.compile(r"^(DATE|TIMESTAMP.*|DATETIME)$")
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
+TARGET_TYPES = ("scalar", "category", "boolean", "ordinal")
+DECLARED_MIN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,9 @@ class ColumnProfile:
     distinct_count: int
     excluded: bool
     reason: str
+    unparsed_count: int = 0
+    unparsed_examples: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
 
     @property
     def is_input(self) -> bool:
@@ -56,7 +58,7 @@ def structural_roles(spec: Spec, name: str) -> dict[str, str]:
 
 
 def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list[ColumnProfile]:
-    """Profile every column of a space's table (statistics computed in SQL)."""
+    """Profile every column of a space's table (statistics in SQL, patterns on a sample)."""
     space = spec.spaces[name]
     columns = table_columns(con, space.table)
     if not columns:
@@ -73,118 +75,124 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
                 f"known columns: {', '.join(columns)}",
             )
     roles = structural_roles(spec, name)
-    stats = _column_stats(con, space.table, columns)
+    stats = column_statistics(con, space.table, columns, space.key_columns)
     profiles = []
     for column, warehouse_type in columns.items():
         col_spec = space.column(column)
         s = stats[column]
         role = roles.get(column) or ("target" if col_spec.target else "input")
-        detected, reason = _detect(column, warehouse_type, s)
+        decision = decide(column, warehouse_type, s, role)
         if col_spec.type:
-            detected, reason = col_spec.type, "type declared in spec"
-        excluded = reason.startswith("excluded:")
+            decision = _declared(con, spec, name, column, col_spec.type, decision)
+        elif decision.excluded and "active" in col_spec.model_fields_set and col_spec.active:
+            decision = _kept_by_spec(decision, s.nonnull)
+        excluded, reason = decision.excluded, decision.reason
         if role not in ("input", "target"):
             excluded, reason = True, f"{role.replace('_', ' ')} column (structure, not an input)"
         elif not col_spec.active:
             role, excluded, reason = "inactive", True, "active: false in spec"
-        elif s["nonnull"] == 0:
-            excluded, reason = True, "all values are NULL"
-        elif detected not in ENCODED_TYPES:
-            excluded = True
-            if not reason.startswith("excluded:"):
-                reason = f"type {detected} has no encoder yet; declare it as category or text"
-        elif role == "target" and detected not in ("scalar", "category", "boolean"):
+        elif role == "target" and decision.type not in TARGET_TYPES:
             raise SpecError(
                 f"spaces.{name}.columns.{column}.target",
-                f"a target must be scalar, category or boolean, detected {detected}",
+                f"a target must be {', '.join(TARGET_TYPES)}; detected {decision.type}",
                 "declare its type in the spec",
             )
+        unparsed, examples = 0, []
+        if not excluded and decision.type in type_names():
+            unparsed, examples = unparsed_values(con, space.table, column, decision.type)
+            if unparsed:
+                shown = ", ".join(repr(e) for e in examples)
+                reason += f"; {unparsed} value(s) do not parse (e.g. {shown}), read as missing"
         profiles.append(
             ColumnProfile(
                 space=name,
                 column=column,
                 warehouse_type=warehouse_type,
-                detected_type=detected,
+                detected_type=decision.type,
                 role=role,
-                null_fraction=1.0 - s["nonnull"] / s["rows"] if s["rows"] else 1.0,
-                distinct_count=int(s["distinct"]),
+                null_fraction=1.0 - s.nonnull / s.rows if s.rows else 1.0,
+                distinct_count=s.distinct,
                 excluded=excluded,
-                reason=reason.removeprefix("excluded: "),
+                reason=reason,
+                unparsed_count=unparsed,
+                unparsed_examples=examples,
+                evidence=decision.evidence,
             )
         )
     return profiles
 
 
-def _column_stats(
-    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]
-) -> dict[str, dict[str, float]]:
-    parts = ["count(*)"]
-    for column, warehouse_type in columns.items():
-        q = quote(column)
-        parts += [f"count({q})", f"count(distinct {q})"]
-        if warehouse_type == "VARCHAR":
-            parts += [
-                f"avg(length({q}))",
-                f"avg(length({q}) - length(replace({q}, ' ', '')) + 1)",
-                f"avg(case when regexp_matches(lower({q}), '{_EMAIL}') then 1.0 else 0.0 end)",
-                f"avg(case when lower({q}) in ('true','false','yes','no','y','n','t','f') "
-                "then 1.0 else 0.0 end)",
-            ]
-        elif _INTEGER.match(warehouse_type) or _NUMERIC.match(warehouse_type):
-            parts += [f"avg(case when {q} in (0, 1) then 1.0 else 0.0 end)"]
-    row = con.execute(f"select {', '.join(parts)} from {qualified(table)}").fetchone()
-    rows, i, stats = row[0], 1, {}
-    for column, warehouse_type in columns.items():
-        s = {"rows": rows, "nonnull": row[i], "distinct": row[i + 1]}
-        i += 2
-        if warehouse_type == "VARCHAR":
-            s.update(
-                avg_length=row[i] or 0,
-                avg_words=row[i + 1] or 0,
-                email=row[i + 2] or 0,
-                boolean_words=row[i + 3] or 0,
-            )
-            i += 4
-        elif _INTEGER.match(warehouse_type) or _NUMERIC.match(warehouse_type):
-            s["zero_one"] = row[i] or 0
-            i += 1
-        stats[column] = s
-    return stats
+def _parsed_predicate(column: str, type_name: str, warehouse_type: str = "VARCHAR") -> str:
+    t = column_type(type_name)
+    q = quote(column)
+    parsed = f"({render(t.read_sql, column=q)}) is not null"
+    if t.looks_like and warehouse_type == "VARCHAR":
+        value = f"trim(cast({q} as varchar))"
+        parsed += f" and ({render(t.looks_like, value=value)})"
+    return parsed
 
 
-def _detect(column: str, warehouse_type: str, s: dict[str, float]) -> tuple[str, str]:
-    """(detected type, reason). Reasons starting with 'excluded:' exclude the column."""
-    nonnull, distinct = s["nonnull"], s["distinct"]
-    unique_ratio = distinct / nonnull if nonnull else 0.0
-    named_like_id = re.search(r"(^|_)(id|uuid|guid|key|hash)$", column.lower()) is not None
-    if nonnull and distinct <= 1:
-        return "category", "excluded: constant (one distinct value)"
-    if warehouse_type == "BOOLEAN":
-        return "boolean", "BOOLEAN column"
-    if _TIME.match(warehouse_type):
-        return "timestamp", f"{warehouse_type} column"
-    if _INTEGER.match(warehouse_type) or _NUMERIC.match(warehouse_type):
-        if _INTEGER.match(warehouse_type) and named_like_id and unique_ratio > 0.5:
-            return "id", "excluded: id-like (integer named like an id, mostly unique)"
-        if distinct == 2 and s.get("zero_one", 0) >= 0.999:
-            return "boolean", "numbers that are only 0 and 1"
-        return "scalar", f"{warehouse_type} column"
-    if warehouse_type == "VARCHAR":
-        if s["email"] >= 0.9:
-            return "email", "values look like email addresses"
-        if distinct == 2 and s["boolean_words"] >= 0.999:
-            return "boolean", "yes/no style values"
-        if unique_ratio >= 0.95 and s["avg_words"] < 1.5 and nonnull >= 20:
-            return "id", "excluded: id-like (unique strings without spaces)"
-        if s["avg_words"] >= 4 or (s["avg_length"] >= 30 and s["avg_words"] >= 2):
-            return "text", "free text (long values with many words)"
-        return "category", "short labels"
-    return "unsupported", f"excluded: type {warehouse_type} has no encoder yet"
+def unparsed_values(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, type_name: str, n_examples: int = 3
+) -> tuple[int, list[str]]:
+    """Non-null values that do not parse as `type_name` (they are read as missing)."""
+    warehouse_type = table_columns(con, table)[column]
+    q = quote(column)
+    value = f"nullif(trim(cast({q} as varchar)), '')"
+    parsed = _parsed_predicate(column, type_name, warehouse_type)
+    bad = f"{value} is not null and not coalesce({parsed}, false)"
+    count = con.execute(f"select count(*) from {qualified(table)} where {bad}").fetchone()[0]
+    examples = []
+    if count:
+        examples = [
+            str(r[0])[:80]
+            for r in con.execute(
+                f"select distinct {value} as v from {qualified(table)} where {bad} "
+                f"order by v limit {n_examples}"
+            ).fetchall()
+        ]
+    return int(count), examples
+
+
+def _kept_by_spec(decision: Decision, nonnull: int) -> Decision:
+    """`active: true` keeps a column detection excluded as junk (ids, constants)."""
+    kept = decision.evidence.get("type_if_kept", decision.type)
+    if kept not in type_names() or not nonnull:
+        return decision
+    return Decision(
+        kept, False, f"active: true in spec (detected: {decision.reason})", decision.evidence
+    )
+
+
+def _declared(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    column: str,
+    declared: str,
+    detected: Decision,
+) -> Decision:
+    """A type given in the spec wins over detection, unless most values do not parse as it."""
+    evidence = {**detected.evidence, "detected": detected.type}
+    if declared in JUNK_TYPES:
+        return Decision(declared, True, f"declared {declared} in spec", evidence)
+    table = spec.spaces[name].table
+    nonnull = con.execute(
+        f"select count(nullif(trim(cast({quote(column)} as varchar)), '')) from {qualified(table)}"
+    ).fetchone()[0]
+    unparsed, examples = unparsed_values(con, table, column, declared)
+    if nonnull and (nonnull - unparsed) / nonnull < DECLARED_MIN_SHARE:
+        raise SpecError(
+            f"spaces.{name}.columns.{column}.type",
+            f"declared {declared}, but {unparsed} of {nonnull} values do not parse as {declared} "
+            f"(e.g. {', '.join(repr(e) for e in examples)}); detection says {detected.type}",
+            "fix the type, or remove it and let detection decide",
+        )
+    return Decision(declared, False, "type declared in spec", evidence)
 
 
 def profiles_table(profiles: list[ColumnProfile]) -> pa.Table:
-    """`ml.column_profile` rows."""
-    rows = [asdict(p) for p in profiles]
+    """`ml.column_profile` rows (evidence as a JSON string)."""
     schema = pa.schema(
         [
             ("space", pa.string()),
@@ -196,6 +204,26 @@ def profiles_table(profiles: list[ColumnProfile]) -> pa.Table:
             ("distinct_count", pa.int64()),
             ("excluded", pa.bool_()),
             ("reason", pa.string()),
+            ("unparsed_count", pa.int64()),
+            ("unparsed_examples", pa.list_(pa.string())),
+            ("evidence", pa.string()),
         ]
     )
+    rows = [
+        {
+            "space": p.space,
+            "column": p.column,
+            "warehouse_type": p.warehouse_type,
+            "detected_type": p.detected_type,
+            "role": p.role,
+            "null_fraction": p.null_fraction,
+            "distinct_count": p.distinct_count,
+            "excluded": p.excluded,
+            "reason": p.reason,
+            "unparsed_count": p.unparsed_count,
+            "unparsed_examples": p.unparsed_examples,
+            "evidence": json.dumps(p.evidence, sort_keys=True),
+        }
+        for p in profiles
+    ]
     return pa.Table.from_pylist(rows, schema=schema)

@@ -12,7 +12,8 @@ import pyarrow as pa
 import torch
 
 from pipeline.artifacts import load_json, load_weights, save_json, save_weights
-from pipeline.codecs import Codec, codec_from_state
+from pipeline.encoders import codec_from_state
+from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError
 from pipeline.inputs import SpaceInputs, read_space_inputs
 from pipeline.model import SpaceModel, gather, token_specs
@@ -51,7 +52,7 @@ class Space:
             raise DataError(
                 f"space {name}: no usable input column, child set or reference "
                 f"(excluded: {excluded or 'none'}) -> add columns, children or references, "
-                "or override a type under spaces.{name}.columns"
+                f"or override a type under spaces.{name}.columns"
             )
         if inputs.n_rows < 2:
             raise DataError(

@@ -11,11 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.encoders import JUNK_TYPES, type_names
 from pipeline.errors import SpecError
-
-ColumnType = Literal[
-    "scalar", "category", "text", "timestamp", "boolean", "email", "url", "vector", "json", "id"
-]
 
 
 class _Strict(BaseModel):
@@ -25,7 +22,8 @@ class _Strict(BaseModel):
 class ColumnSpec(_Strict):
     """What the user says about one column; everything left out is auto-detected."""
 
-    type: ColumnType | None = None
+    type: str | None = None
+    """One of `pipeline.encoders.type_names()` or `id`; checked in `check_structure`."""
     target: bool = False
     active: bool = True
     p_mask: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -40,6 +38,8 @@ class ChildSpec(_Strict):
     foreign_key: str | list[str]
     max_length: int = Field(default=64, ge=1, le=4096)
     order_by: str | None = None
+    cardinality: Literal["1:N", "1:1"] = "1:N"
+    """Declared rows per parent; a declared 1:1 that turns out 1:N stops training."""
 
     @property
     def foreign_key_columns(self) -> list[str]:
@@ -51,6 +51,8 @@ class ReferenceSpec(_Strict):
 
     space: str
     foreign_key: str | list[str]
+    cardinality: Literal["N:1", "1:1"] = "N:1"
+    """Declared rows of this space per referenced row; a declared 1:1 that is N:1 is an error."""
 
     @property
     def foreign_key_columns(self) -> list[str]:
@@ -228,6 +230,13 @@ def check_structure(spec: Spec) -> None:
                         f"add time_column to spaces.{child.space} so rows after as_of are left out",
                     )
         for column, col in space.columns.items():
+            known_types = (*type_names(), *JUNK_TYPES)
+            if col.type is not None and col.type not in known_types:
+                raise SpecError(
+                    f"{place}.columns.{column}.type",
+                    f"unknown type '{col.type}'",
+                    f"use one of {', '.join(known_types)}, or leave it out to detect it",
+                )
             if column in space.key_columns and (col.target or col.type):
                 raise SpecError(
                     f"{place}.columns.{column}", "the key cannot be a target or typed input"

@@ -6,9 +6,10 @@ Join results become `ml.join_report` rows; an `error` status blocks training.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import DataError, JoinValidationError, SpecError
@@ -16,11 +17,19 @@ from pipeline.spec import Spec
 from pipeline.warehouse import qualified, quote, table_columns
 
 WARN_COVERAGE = 0.95
+WARN_KL = 1.0
+MIN_GROUP = 10
+N_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
 class JoinCheck:
-    """The health of one relationship: `child.foreign_key` -> `parent.key`."""
+    """The health of one relationship: `child.foreign_key` -> `parent.key`.
+
+    `coverage`: share of child rows (with a key) that find their parent; `parent_coverage`:
+    share of parents with at least one child. `kl_shift`: how differently parents with and
+    without children are distributed (max over `kl_column`'s columns, nats).
+    """
 
     place: str
     parent: str
@@ -38,6 +47,11 @@ class JoinCheck:
     kl_shift: float | None
     status: str
     message: str
+    orphan_examples: list[str] = field(default_factory=list)
+    null_key_examples: list[str] = field(default_factory=list)
+    duplicated_parent_keys: int | None = None
+    kl_column: str | None = None
+    excluded_by_as_of: int | None = None
 
     @property
     def name(self) -> str:
@@ -179,7 +193,7 @@ def _check_link(
     child_types = table_columns(con, child_space.table)
     key_types = [parent_types.get(k, "?") for k in parent_space.key_columns]
     fk_types = [child_types.get(f, "?") for f in foreign_key]
-    declared = "1:N" if kind == "children" else "N:1"
+    declared = _declared_cardinality(spec, parent, child, kind, foreign_key)
     common = dict(
         place=place,
         parent=parent,
@@ -189,7 +203,6 @@ def _check_link(
         parent_key_type=", ".join(key_types),
         foreign_key_type=", ".join(fk_types),
         declared_cardinality=declared,
-        kl_shift=None,
     )
     mismatched = [
         (f, ft, k, kt)
@@ -207,28 +220,24 @@ def _check_link(
             orphans=None,
             null_keys=None,
             observed_cardinality=None,
+            kl_shift=None,
             status="error",
             message=(
                 f"key types differ: {child}.{f} is {ft} but {parent}.{k} is {kt} -> cast it in "
-                f"the staging model of {child_space.table}: cast({f} as {kt})"
+                f"the staging model of {child_space.table}: cast({quote(f)} as {kt})"
             ),
         )
-
-    def join_on(alias: str) -> str:
-        return " and ".join(
-            f"{alias}.{quote(f)} = p.{quote(k)}"
-            for f, k in zip(foreign_key, parent_space.key_columns, strict=True)
-        )
-
-    on = join_on("c")
+    parent_table, child_table = qualified(parent_space.table), qualified(child_space.table)
+    pairs = list(zip(foreign_key, parent_space.key_columns, strict=True))
+    on = " and ".join(f"c.{quote(f)} = p.{quote(k)}" for f, k in pairs)
     fk_null = " or ".join(f"c.{quote(f)} is null" for f in foreign_key)
-    first_key = quote(parent_space.key_columns[0])
+    fk_list = ", ".join(f"c.{quote(f)}" for f in foreign_key)
     row = con.execute(
         f"""
         with links as (
-            select ({fk_null}) as fk_null, p.{first_key} is not null as matched
-            from {qualified(child_space.table)} c
-            left join {qualified(parent_space.table)} p on {on}
+            select ({fk_null}) as fk_null,
+                   exists (select 1 from {parent_table} p where {on}) as matched
+            from {child_table} c
         )
         select count(*) filter (where fk_null),
                count(*) filter (where not fk_null and not matched),
@@ -238,25 +247,52 @@ def _check_link(
         """
     ).fetchone()
     null_keys, orphans, matched, with_key = (int(v) for v in row)
-    fk_list = ", ".join(f"c.{quote(f)}" for f in foreign_key)
+    parent_keys = ", ".join(quote(k) for k in parent_space.key_columns)
+    duplicated = con.execute(
+        f"select count(*) from (select {parent_keys} from {parent_table} "
+        "group by all having count(*) > 1)"
+    ).fetchone()[0]
     parents_linked, max_per_parent = con.execute(
         f"""
         select count(*), coalesce(max(n), 0) from (
-            select {fk_list}, count(*) as n from {qualified(child_space.table)} c
+            select {fk_list}, count(*) as n from {child_table} c
             where not ({fk_null}) group by all
-        ) g
-        where exists (select 1 from {qualified(parent_space.table)} p where {join_on("g")})
+        ) c
+        where exists (select 1 from {parent_table} p where {on})
         """
     ).fetchone()
-    n_parents = con.execute(f"select count(*) from {qualified(parent_space.table)}").fetchone()[0]
+    n_parents = con.execute(f"select count(*) from {parent_table}").fetchone()[0]
     coverage = matched / with_key if with_key else 0.0
     parent_coverage = parents_linked / n_parents if n_parents else 0.0
     observed = ("1:N" if kind == "children" else "N:1") if max_per_parent > 1 else "1:1"
+    orphan_examples = _examples(
+        con,
+        f"select distinct {fk_list} from {child_table} c where not ({fk_null}) "
+        f"and not exists (select 1 from {parent_table} p where {on}) order by all",
+    )
+    child_keys = ", ".join(f"c.{quote(k)}" for k in child_space.key_columns)
+    null_key_examples = _examples(
+        con, f"select {child_keys} from {child_table} c where {fk_null} order by all"
+    )
+    kl, kl_column = distribution_shift(con, spec, parent, child, foreign_key)
+    excluded_by_as_of = _excluded_by_as_of(con, spec, parent, child, kind, foreign_key)
+
     status, problems = "ok", []
+    if duplicated:
+        status = "error"
+        problems.append(
+            f"{duplicated} {parent} key value(s) appear more than once in {parent_space.table}, "
+            "so joins would multiply rows -> deduplicate it in staging"
+        )
     if orphans:
-        problems.append(f"{orphans} {child} row(s) point to no {parent} row")
+        problems.append(
+            f"{orphans} {child} row(s) point to no {parent} row (e.g. {', '.join(orphan_examples)})"
+        )
     if null_keys:
-        problems.append(f"{null_keys} {child} row(s) have a NULL {', '.join(foreign_key)}")
+        problems.append(
+            f"{null_keys} {child} row(s) have a NULL {', '.join(foreign_key)} "
+            f"(e.g. {child} {', '.join(null_key_examples)})"
+        )
     if with_key == 0:
         status = "error"
         problems.append(f"no {child} row has a {', '.join(foreign_key)} value")
@@ -267,7 +303,25 @@ def _check_link(
             f"(min_join_coverage is {spec.min_join_coverage:.0%}) -> check the foreign key"
         )
     elif coverage < WARN_COVERAGE or null_keys:
-        status = "warn"
+        status = "warn" if status == "ok" else status
+    if declared == "1:1" and max_per_parent > 1:
+        status = "error"
+        problems.append(
+            f"declared 1:1 but up to {max_per_parent} {child} rows share one {parent} "
+            "-> declare the relationship 1:N (children) / N:1 (references), or deduplicate"
+        )
+    if kl is not None and kl > WARN_KL:
+        status = "warn" if status == "ok" else status
+        problems.append(
+            f"{parent} rows with and without {child} differ (KL {kl:.2f} on {kl_column}); "
+            "rows without children are not like the others"
+        )
+    if excluded_by_as_of:
+        problems.append(
+            f"{excluded_by_as_of} {child} row(s) at or after {parent}'s as_of are left out"
+        )
+    summary = f"{coverage:.0%} of {child} rows find a {parent}; {parent_coverage:.0%} of {parent} "
+    summary += f"rows have {child}"
     message = "; ".join(problems) if problems else "ok"
     return JoinCheck(
         **common,
@@ -276,9 +330,133 @@ def _check_link(
         orphans=orphans,
         null_keys=null_keys,
         observed_cardinality=observed,
+        kl_shift=kl,
         status=status,
-        message=message,
+        message=f"{message} ({summary})",
+        orphan_examples=orphan_examples,
+        null_key_examples=null_key_examples,
+        duplicated_parent_keys=int(duplicated),
+        kl_column=kl_column,
+        excluded_by_as_of=excluded_by_as_of,
     )
+
+
+def _declared_cardinality(
+    spec: Spec, parent: str, child: str, kind: str, foreign_key: list[str]
+) -> str:
+    if kind == "children":
+        links = spec.spaces[parent].children
+    else:
+        links = [r for r in spec.spaces[child].references if r.space == parent]
+    for link in links:
+        if (kind == "references" or link.space == child) and link.foreign_key_columns == (
+            foreign_key
+        ):
+            return link.cardinality
+    return "1:N" if kind == "children" else "N:1"
+
+
+def _examples(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
+    rows = con.execute(f"{query} limit {N_EXAMPLES}").fetchall()
+    return [str(r[0] if len(r) == 1 else tuple(r))[:60] for r in rows]
+
+
+def _excluded_by_as_of(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    parent: str,
+    child: str,
+    kind: str,
+    foreign_key: list[str],
+) -> int | None:
+    """Child rows that are never aggregated because they are not before the parent's as_of
+    (a NULL time counts as not before)."""
+    parent_space, child_space = spec.spaces[parent], spec.spaces[child]
+    if kind != "children" or not parent_space.as_of or not child_space.time_column:
+        return None
+    on = " and ".join(
+        f"c.{quote(f)} = p.{quote(k)}"
+        for f, k in zip(foreign_key, parent_space.key_columns, strict=True)
+    )
+    time, as_of = quote(child_space.time_column), quote(parent_space.as_of)
+    return int(
+        con.execute(
+            f"select count(*) from {qualified(child_space.table)} c "
+            f"join {qualified(parent_space.table)} p on {on} "
+            f"where not coalesce(c.{time} < p.{as_of}, false)"
+        ).fetchone()[0]
+    )
+
+
+def distribution_shift(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    parent: str,
+    child: str,
+    foreign_key: list[str],
+) -> tuple[float | None, str | None]:
+    """Largest KL divergence (nats), over the parent's plain columns, between parents with
+    children and parents without: numbers in 10 quantile bins, labels as their 20 most common
+    values. None when either group has fewer than MIN_GROUP rows."""
+    parent_space, child_space = spec.spaces[parent], spec.spaces[child]
+    structural = set(parent_space.key_columns) | {parent_space.as_of}
+    for ref in parent_space.references:
+        structural |= set(ref.foreign_key_columns)
+    columns = {
+        c: t
+        for c, t in table_columns(con, parent_space.table).items()
+        if c not in structural and not parent_space.column(c).target
+    }
+    on = " and ".join(
+        f"c.{quote(f)} = p.{quote(k)}"
+        for f, k in zip(foreign_key, parent_space.key_columns, strict=True)
+    )
+    con.execute(
+        f"create or replace temp table __linked as select p.*, exists (select 1 from "
+        f"{qualified(child_space.table)} c where {on}) as __has_children "
+        f"from {qualified(parent_space.table)} p"
+    )
+    try:
+        n_with, n_without = con.execute(
+            "select count(*) filter (where __has_children), "
+            "count(*) filter (where not __has_children) from __linked"
+        ).fetchone()
+        if min(n_with, n_without) < MIN_GROUP:
+            return None, None
+        worst: tuple[float | None, str | None] = (None, None)
+        for column, warehouse_type in columns.items():
+            bucket = _bucket_expression(column, warehouse_type)
+            if bucket is None:
+                continue
+            rows = con.execute(
+                "select b, count(*) filter (where __has_children), "
+                "count(*) filter (where not __has_children) "
+                f"from (select {bucket} as b, __has_children from __linked) group by b"
+            ).fetchall()
+            with_children = np.array([r[1] for r in rows], dtype=np.float64) + 0.5
+            without = np.array([r[2] for r in rows], dtype=np.float64) + 0.5
+            p, q = with_children / with_children.sum(), without / without.sum()
+            kl = float(np.sum(p * np.log(p / q)))
+            if worst[0] is None or kl > worst[0]:
+                worst = (round(kl, 4), column)
+        return worst
+    finally:
+        con.execute("drop table if exists __linked")
+
+
+def _bucket_expression(column: str, warehouse_type: str) -> str | None:
+    q = quote(column)
+    if _family(warehouse_type) == "integer" or re.match(
+        r"^(FLOAT|DOUBLE|REAL|DECIMAL.*|DATE|TIMESTAMP.*)$", warehouse_type
+    ):
+        return f"case when {q} is null then -1 else ntile(10) over (order by {q}) end"
+    if warehouse_type in ("VARCHAR", "BOOLEAN"):
+        return (
+            f"case when {q} is null then '<null>' when {q} in (select {q} from __linked "
+            f"group by {q} order by count(*) desc, {q} limit 20) then cast({q} as varchar) "
+            "else '<other>' end"
+        )
+    return None
 
 
 def raise_on_blocking(checks: list[JoinCheck]) -> None:
@@ -311,6 +489,11 @@ def join_report_table(checks: list[JoinCheck]) -> pa.Table:
             ("kl_shift", pa.float64()),
             ("status", pa.string()),
             ("message", pa.string()),
+            ("orphan_examples", pa.list_(pa.string())),
+            ("null_key_examples", pa.list_(pa.string())),
+            ("duplicated_parent_keys", pa.int64()),
+            ("kl_column", pa.string()),
+            ("excluded_by_as_of", pa.int64()),
         ]
     )
     return pa.Table.from_pylist([asdict(c) for c in checks], schema=schema)

@@ -1,0 +1,43 @@
+"""Free text: a projection of the value's MiniLM embedding (computed once per distinct value,
+cached in the warehouse). MiniLM reads the first 256 word pieces of long values."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.encoders.base import Codec, ColumnType, label
+from pipeline.text_embeddings import TEXT_DIM
+
+
+class TextCodec(Codec):
+    type = "text"
+    semantic = True
+    target_dim = TEXT_DIM
+
+    def texts(self, values: list) -> list[str | None]:
+        return [label(v) for v in values]
+
+    def transform(self, values: list) -> dict[str, np.ndarray]:
+        return {"present": np.array([t is not None for t in self.texts(values)], dtype=bool)}
+
+    @classmethod
+    def from_state(cls, column: str, state: dict) -> TextCodec:
+        return cls(column)
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.project = nn.Sequential(
+            nn.Linear(TEXT_DIM, d_model), nn.GELU(), nn.Linear(d_model, d_model)
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.project(batch["text"])
+
+
+COLUMN_TYPE = ColumnType(
+    name="text", codec=TextCodec, encoder=lambda sizes, d_model: TextEncoder(d_model)
+)
