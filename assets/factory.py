@@ -29,6 +29,7 @@ from pipeline.data_quality import QualityReport, check_space_quality
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec, load_spec
 from pipeline.validation import JoinCheck
+from pipeline.warehouse import table_parts
 
 PREFIX = "ml"
 QUALITY_CHECK = "data_quality"
@@ -96,7 +97,7 @@ def _staging_deps(
 ) -> list[dg.AssetKey]:
     """dbt staging models named like the tables the profile reads (its own and its links')."""
     spaces = [space, *spec.dependencies(space)]
-    tables = [spec.spaces[s].table.split(".")[-1] for s in spaces]
+    tables = [table_parts(spec.spaces[s].table)[-1] for s in spaces]
     return [staging_keys[t] for t in dict.fromkeys(tables) if t in staging_keys]
 
 

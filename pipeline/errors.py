@@ -24,3 +24,8 @@ class JoinValidationError(PipelineError):
 
 class DataError(PipelineError):
     """The data cannot be used as asked (e.g. a space with no usable column)."""
+
+
+class DataWarning(UserWarning):
+    """The data is usable but not as clean as it should be (orphans, unparseable values,
+    schema drift): the pipeline goes on, says what it did, and reports it."""

@@ -44,6 +44,17 @@ class SpaceInputs:
     children: list[ChildSet] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
+    new_columns: list[str] = field(default_factory=list)
+
+    def drift_warnings(self, table: str) -> list[str]:
+        """Schema drift since training, in words: what was missing or new and what was done."""
+        return [
+            f"column {c} is missing from {table}; predicted without it (read as NULL)"
+            for c in self.missing_columns
+        ] + [
+            f"column {c} is new in {table} since the space was trained; not used until retrained"
+            for c in self.new_columns
+        ]
 
     @property
     def n_rows(self) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 from pipeline.artifacts import load_json, save_json, save_weights
 from pipeline.encoders.base import label
 from pipeline.encoders.boolean import BooleanCodec
+from pipeline.errors import DataError
 
 OOD_NEIGHBOURS = 5
 OOD_REFERENCE_ROWS = 2000
@@ -184,7 +185,7 @@ def target_labels(values: list, target_type: str) -> list:
     """Normalised target values: strings for classes, floats for regression, None if missing."""
     if target_type == "boolean":
         return [None if (b := BooleanCodec.parse(v)) is None else str(b).lower() for v in values]
-    if target_type in ("category", "email"):
+    if target_type in ("category", "ordinal"):
         return [label(v) for v in values]
     out = []
     for v in values:
@@ -212,15 +213,18 @@ def train_predictor(
     y_raw = [label for label in labels if label is not None]
     task = "regression" if target_type == "scalar" else "classification"
     if len(y_raw) < 10:
-        raise ValueError(f"{space}.{target}: only {len(y_raw)} rows have a target value; need 10")
+        raise DataError(
+            f"spaces.{space}.columns.{target}: only {len(y_raw)} rows have a target value; "
+            "a predictor needs at least 10 -> label more rows or drop target: true"
+        )
     holdout = holdout_mask(y_raw, seed)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     if task == "classification":
         classes = sorted(set(y_raw))
         if len(classes) < 2:
-            raise ValueError(
-                f"{space}.{target}: every known target is '{classes[0]}'; "
+            raise DataError(
+                f"spaces.{space}.columns.{target}: every known target is '{classes[0]}'; "
                 "a predictor needs at least two classes"
             )
         y = np.array([classes.index(label) for label in y_raw])

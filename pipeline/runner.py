@@ -10,13 +10,14 @@ import datetime as dt
 import json
 import logging
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DataWarning, PipelineError
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, create_rows_table
 from pipeline.model import token_specs
@@ -84,9 +85,16 @@ def validate_space(spec: Spec, name: str) -> SpaceValidation:
             "space", pa.array([name] * len(joins), pa.string())
         )
         warehouse.write_table(con, "join_report", report, replace_where=f"space = {literal(name)}")
-    for join in joins:
-        if join.status != "ok":
-            log.warning("join %s <- %s: %s", join.parent, join.child, join.message)
+    _warn(
+        f"space {name}",
+        [f"join {j.place}: {j.message}" for j in joins if j.status == "warn"]
+        + [
+            f"column {p.column}: {p.unparsed_count} value(s) are not {p.detected_type} "
+            f"(e.g. {', '.join(repr(e) for e in p.unparsed_examples)}); read as missing"
+            for p in profiles
+            if p.unparsed_count and not p.excluded
+        ],
+    )
     for p in profiles:
         if p.excluded and p.role == "input":
             log.info("space %s: column %s excluded: %s", name, p.column, p.reason)
@@ -145,9 +153,17 @@ def embed(spec: Spec, name: str) -> int:
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
+        _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
         embeddings = space.embed(inputs)
         warehouse.write_table(con, f"{name}_embeddings", space.embeddings_table(inputs, embeddings))
     return len(embeddings)
+
+
+def _warn(where: str, messages: list[str]) -> None:
+    """Log each message and raise it as a DataWarning (the step goes on)."""
+    for message in messages:
+        log.warning("%s: %s", where, message)
+        warnings.warn(f"{where}: {message}", DataWarning, stacklevel=3)
 
 
 def _space_rows_embeddings(con, spec: Spec, name: str) -> np.ndarray:
@@ -229,11 +245,9 @@ def predict(spec: Spec, name: str, target: str) -> int:
         importance = {}
         for t, token in enumerate(token_specs(inputs)):
             importance[token.name] = np.abs(reference - predictor.score(space.embed(inputs, t)))
-        warnings = [
-            f"column {c} missing from {spec.spaces[name].table}; predicted without it"
-            for c in inputs.missing_columns
-        ]
-        table = predictions_table(predictor, inputs.keys, embeddings, importance, warnings)
+        drift = inputs.drift_warnings(spec.spaces[name].table)
+        _warn(f"space {name} predicting {target}", drift)
+        table = predictions_table(predictor, inputs.keys, embeddings, importance, drift)
         warehouse.write_table(con, predictions_name(name, target), table)
     return table.num_rows
 

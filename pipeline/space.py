@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,7 +20,7 @@ from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult, train_space
-from pipeline.warehouse import Warehouse
+from pipeline.warehouse import Warehouse, table_columns
 
 EMBED_BATCH = 1024
 
@@ -34,6 +34,8 @@ class Space:
     codecs: dict[str, Codec]
     version: str = ""
     training: TrainingResult | None = None
+    table_columns: list[str] = field(default_factory=list)
+    """Every column of the table when the space was trained (to report schema drift)."""
 
     @classmethod
     def train(
@@ -61,13 +63,17 @@ class Space:
             )
         model, result = train_space(inputs, spec.training, spec.seed, progress=progress)
         codecs = {c.name: c.codec for c in inputs.columns}
-        return cls(name, model, codecs, training=result)
+        columns = list(table_columns(con, spec.spaces[name].table))
+        return cls(name, model, codecs, training=result, table_columns=columns)
 
     def read_inputs(
         self, warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec
     ) -> SpaceInputs:
         """Current rows of the table through the saved codecs (no refitting)."""
         inputs = read_space_inputs(warehouse, con, spec, self.name, codecs=self.codecs)
+        if self.table_columns:
+            current = table_columns(con, spec.spaces[self.name].table)
+            inputs.new_columns = [c for c in current if c not in self.table_columns]
         expected = [t.name for t in self.model.tokens]
         found = [t.name for t in token_specs(inputs)]
         if found != expected:
@@ -131,6 +137,7 @@ class Space:
                 "model": self.model.description(),
                 "codecs": {name: codec.state() for name, codec in self.codecs.items()},
                 "training": self.training.summary() if self.training else None,
+                "table_columns": self.table_columns,
             },
             folder / "space.json",
         )
@@ -147,4 +154,10 @@ class Space:
         load_weights(model, folder / "space.safetensors")
         model.eval()
         codecs = {name: codec_from_state(s) for name, s in description["codecs"].items()}
-        return cls(description["name"], model, codecs, version=description["version"])
+        return cls(
+            description["name"],
+            model,
+            codecs,
+            version=description["version"],
+            table_columns=description.get("table_columns", []),
+        )

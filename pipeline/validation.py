@@ -111,6 +111,11 @@ def check_key(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
     space = spec.spaces[name]
     keys = ", ".join(quote(c) for c in space.key_columns)
     table = qualified(space.table)
+    if con.execute(f"select count(*) from {table}").fetchone()[0] == 0:
+        raise DataError(
+            f"spaces.{name}.table: {space.table} is empty -> load it (or run the dbt models "
+            "that fill it) before training, or leave the space out of the spec"
+        )
     any_null = " or ".join(f"{quote(c)} is null" for c in space.key_columns)
     nulls = con.execute(f"select count(*) from {table} where {any_null}").fetchone()[0]
     if nulls:
