@@ -37,6 +37,9 @@ class QualityReport:
     docs_index: Path | None
 
 
+LABEL_TYPES = ("category", "boolean", "ordinal")
+
+
 def _gx():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -65,6 +68,12 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
                     column=p.column, mostly=round(mostly, 4)
                 )
             )
+        if p.column in frame:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeOfType(
+                    column=p.column, type_=str(frame[p.column].dtype)
+                )
+            )
         values = frame[p.column].dropna()
         if p.detected_type == "scalar" and len(values):
             numbers = values.astype(float)
@@ -77,7 +86,7 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
                 )
             )
         elif (
-            p.detected_type in ("category", "boolean")
+            p.detected_type in LABEL_TYPES
             and 0 < p.distinct_count <= MAX_ACCEPTED_VALUES
         ):
             expectations.append(
@@ -90,14 +99,20 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
 
 def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) -> QualityReport:
     """Validate a space's table with its suite (created from the profile if it is new)."""
+    import pandas as pd
+
     gx = _gx()
     space = spec.spaces[name]
     warehouse = Warehouse(spec.warehouse, spec.output_schema)
     with warehouse.connect() as con:
         frame = con.sql(f"select * from {qualified(space.table)}").df()
     for p in profiles:
-        if p.detected_type in ("category", "boolean") and p.column in frame:
+        if p.column not in frame:
+            continue
+        if p.detected_type in LABEL_TYPES:
             frame[p.column] = frame[p.column].map(lambda v: v if v is None else str(v))
+        elif p.detected_type == "scalar":  # numbers stored as strings: what does not parse is NaN
+            frame[p.column] = pd.to_numeric(frame[p.column], errors="coerce")
     context = gx.get_context(mode="file", project_root_dir=str(Path(spec.artifacts) / "quality"))
     source = context.data_sources.add_or_update_pandas("warehouse")
     asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(

@@ -99,7 +99,7 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
     checks = {
         c.to_user_string(): c for c in graph.asset_check_keys if c.asset_key.has_prefix(["ml"])
     }
-    joins = {k: c for k, c in checks.items() if not k.endswith(":data_quality")}
+    joins = {k: c for k, c in checks.items() if ":join_" in k}
     assert set(joins) == {
         "ml/customers_profile:join_customers__orders",
         "ml/customers_profile:join_customers__support_tickets",
@@ -109,7 +109,11 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
     }
     assert all(graph.get_check_spec(key).blocking for key in joins.values())
     quality = set(checks) - set(joins)
-    assert quality == {f"ml/{space}_profile:data_quality" for space in SPACES}
+    assert quality == {
+        f"ml/{space}_profile:{check}"
+        for space in SPACES
+        for check in ("data_quality", "column_values")
+    }
     assert not any(graph.get_check_spec(checks[key]).blocking for key in quality)
 
     groups = {
