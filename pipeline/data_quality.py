@@ -85,10 +85,7 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
                     mostly=0.99,
                 )
             )
-        elif (
-            p.detected_type in LABEL_TYPES
-            and 0 < p.distinct_count <= MAX_ACCEPTED_VALUES
-        ):
+        elif p.detected_type in LABEL_TYPES and 0 < p.distinct_count <= MAX_ACCEPTED_VALUES:
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeInSet(
                     column=p.column, value_set=sorted({str(v) for v in values}), mostly=0.99

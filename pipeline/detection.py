@@ -10,6 +10,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 
 import duckdb
 import numpy as np
@@ -106,9 +107,14 @@ def column_statistics(
         if s.nonnull == 0:
             continue
         if warehouse_type == "VARCHAR":
-            _string_statistics(con, source, column, s)
+            measure = _string_statistics
         elif INTEGER.match(warehouse_type):
-            _integer_statistics(con, source, column, s)
+            measure = _integer_statistics
+        else:
+            continue
+        if not measure(con, source, column, s):
+            # A sparse column of a large table can have no value in the sample.
+            measure(con, qualified(table), column, s)
     return stats
 
 
@@ -116,7 +122,8 @@ def _share(predicate: str) -> str:
     return f"avg(case when {predicate} then 1.0 else 0.0 end)"
 
 
-def _string_statistics(con, source: str, column: str, s: ColumnStats) -> None:
+def _string_statistics(con, source: str, column: str, s: ColumnStats) -> bool:
+    """False (nothing measured) when `source` holds no value of the column."""
     typed = [t for t in column_types() if t.looks_like]
     parts = [
         "count(distinct lower(v))",
@@ -131,6 +138,8 @@ def _string_statistics(con, source: str, column: str, s: ColumnStats) -> None:
         f"select {', '.join(parts)} from (select {_value(column)} as v from {source}) "
         "where v is not null"
     ).fetchone()
+    if row[1] is None:
+        return False
     s.distinct_lower, s.avg_length, s.avg_words = int(row[0]), float(row[1]), float(row[2])
     s.id_pattern = max(float(row[3]), 0.5 * float(row[4]))
     s.shares = {t.name: round(float(v), 4) for t, v in zip(typed, row[5:], strict=True)}
@@ -142,9 +151,11 @@ def _string_statistics(con, source: str, column: str, s: ColumnStats) -> None:
                 f"select distinct {_value(column)} as v from {source} where v is not null"
             ).fetchall()
         ]
+    return True
 
 
-def _integer_statistics(con, source: str, column: str, s: ColumnStats) -> None:
+def _integer_statistics(con, source: str, column: str, s: ColumnStats) -> bool:
+    """False (nothing measured) when `source` holds no value of the column."""
     low_cardinality = [t for t in column_types() if t.looks_like and t.max_distinct]
     q = quote(column)
     parts = [
@@ -152,11 +163,14 @@ def _integer_statistics(con, source: str, column: str, s: ColumnStats) -> None:
         _share(f"length(cast(abs({q}) as varchar)) between 15 and 20"),
     ] + [_share(render(t.looks_like, value=f"cast({q} as varchar)")) for t in low_cardinality]
     row = con.execute(f"select {', '.join(parts)} from {source} where {q} is not null").fetchone()
+    if row[0] is None:
+        return False
     span, snowflake = float(row[0]), float(row[1])
     s.sequence = s.distinct >= 20 and span <= 1.1 * s.distinct
     s.id_pattern = 1.0 if s.sequence else snowflake
     s.shares = {t.name: float(v) for t, v in zip(low_cardinality, row[2:], strict=True)}
     _sample_values(con, source, f"cast({q} as varchar)", s)
+    return True
 
 
 def _sample_values(con, source: str, value: str, s: ColumnStats, n: int = 32) -> None:
@@ -278,6 +292,13 @@ WORD_PROTOTYPES = (
 )  # fmt: skip
 
 
+@cache
+def _prototype_vectors() -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.text_embeddings import encode
+
+    return encode(_id_prototypes()), encode(list(WORD_PROTOTYPES))
+
+
 def semantic_id_similarity(values: list[str]) -> float:
     """0..1: how much more MiniLM sees `values` as machine identifiers than as words
     (mean best cosine to id prototypes minus mean best cosine to word prototypes, rescaled:
@@ -285,7 +306,6 @@ def semantic_id_similarity(values: list[str]) -> float:
     from pipeline.text_embeddings import encode
 
     sample = encode([str(v) for v in values])
-    ids = encode(_id_prototypes())
-    words = encode(list(WORD_PROTOTYPES))
+    ids, words = _prototype_vectors()
     difference = (sample @ ids.T).max(1).mean() - (sample @ words.T).max(1).mean()
     return float(np.clip((difference + 0.2) / 0.6, 0, 1))

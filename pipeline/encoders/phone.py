@@ -94,9 +94,11 @@ COLUMN_TYPE = ColumnType(
     codec=PhoneCodec,
     encoder=lambda sizes, d_model: PhoneEncoder(sizes["n_countries"], sizes["n_classes"], d_model),
     # A phone number is written like one: a leading + or 00, or digit groups split by spaces,
-    # dashes or parentheses (a bare run of digits is a number, not a phone).
+    # dashes or parentheses (a bare run of digits is a number, not a phone; 2024-03-15 and
+    # sentinels like 9999-12-31 are dates, not phones).
     looks_like=r"regexp_matches({value}, '^(\+|00)?[0-9 ()\-]{7,22}$') "
     r"and length(regexp_replace({value}, '[^0-9]', '', 'g')) between 7 and 15 "
-    r"and regexp_matches({value}, '^(\+|00)|[ ()\-]')",
+    r"and regexp_matches({value}, '^(\+|00)|[ ()\-]') "
+    r"and not regexp_matches({value}, '^[0-9]{4}-[0-9]{2}-[0-9]{2}$')",
     priority=35,
 )
