@@ -18,6 +18,9 @@ CONTRACT = {
         "distinct_count",
         "excluded",
         "reason",
+        "unparsed_count",
+        "unparsed_examples",
+        "evidence",
     },
     "join_report": {
         "parent",
@@ -31,8 +34,14 @@ CONTRACT = {
         "declared_cardinality",
         "observed_cardinality",
         "kl_shift",
+        "kl_column",
         "status",
         "message",
+        "parent_coverage",
+        "orphan_examples",
+        "null_key_examples",
+        "duplicated_parent_keys",
+        "excluded_by_as_of",
     },
     "training_runs": {
         "run_id",
@@ -184,6 +193,21 @@ def test_join_report_has_every_relationship(con):
         ("products", "order_items"),
     }
     assert all(status == "ok" and coverage == 1.0 for _, _, status, coverage in rows)
+    # Not every customer opened a ticket, and those who did are not different in their own
+    # columns (the demo draws them independently; only churn depends on tickets).
+    parent_coverage, kl, column = con.execute(
+        "select parent_coverage, kl_shift, kl_column from ml.join_report "
+        "where child = 'support_tickets'"
+    ).fetchone()
+    assert 0.05 < parent_coverage < 0.95 and kl is not None and 0 <= kl < 1.0 and column
+
+
+def test_ordered_labels_are_ordinal(con):
+    (detected,) = con.execute(
+        "select detected_type from ml.column_profile where space = 'support_tickets' "
+        "and \"column\" = 'priority'"
+    ).fetchone()
+    assert detected == "ordinal"
 
 
 def test_text_values_are_embedded_once(con):
