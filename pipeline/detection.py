@@ -19,7 +19,7 @@ from pipeline.encoders import column_types
 from pipeline.encoders.base import ColumnType, render
 from pipeline.warehouse import qualified, quote
 
-SAMPLE_ROWS = 50_000
+SAMPLE_ROWS = 10_000
 CLEAR_SHARE = 0.9
 MAJORITY_SHARE = 0.5
 MAX_LABELS_LISTED = 30
@@ -78,12 +78,22 @@ def _value(column: str) -> str:
     return f"nullif(trim(cast({quote(column)} as varchar)), '')"
 
 
-def sample_source(table: str, rows: int, key_columns: list[str]) -> str:
-    """The table, or a deterministic sample of SAMPLE_ROWS rows when it is larger."""
+SAMPLE_TABLE = "__profile_sample"
+
+
+def _create_sample(
+    con: duckdb.DuckDBPyConnection, table: str, rows: int, key_columns: list[str]
+) -> str:
+    """The table itself, or a temp table holding a deterministic sample of SAMPLE_ROWS rows
+    (the same rows every run: the ones whose key hashes lowest) when it is larger."""
     if rows <= SAMPLE_ROWS:
         return qualified(table)
     keys = ", ".join(quote(k) for k in key_columns)
-    return f"(select * from {qualified(table)} order by hash({keys}) limit {SAMPLE_ROWS})"
+    con.execute(
+        f"create or replace temp table {SAMPLE_TABLE} as select * from {qualified(table)} "
+        f"order by hash({keys}), {keys} limit {SAMPLE_ROWS}"
+    )
+    return SAMPLE_TABLE
 
 
 def column_statistics(
@@ -101,7 +111,21 @@ def column_statistics(
         column: ColumnStats(rows, int(counts[1 + 2 * i]), int(counts[2 + 2 * i]))
         for i, column in enumerate(columns)
     }
-    source = sample_source(table, rows, key_columns)
+    source = _create_sample(con, table, rows, key_columns)
+    try:
+        _measure_patterns(con, table, source, columns, stats)
+    finally:
+        con.execute(f"drop table if exists {SAMPLE_TABLE}")
+    return stats
+
+
+def _measure_patterns(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source: str,
+    columns: dict[str, str],
+    stats: dict[str, ColumnStats],
+) -> None:
     for column, warehouse_type in columns.items():
         s = stats[column]
         if s.nonnull == 0:
@@ -115,7 +139,6 @@ def column_statistics(
         if not measure(con, source, column, s):
             # A sparse column of a large table can have no value in the sample.
             measure(con, qualified(table), column, s)
-    return stats
 
 
 def _share(predicate: str) -> str:

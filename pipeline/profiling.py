@@ -4,7 +4,7 @@ that do not parse counted with examples. Written to `ml.column_profile`."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import pyarrow as pa
@@ -97,12 +97,6 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
                 f"a target must be {', '.join(TARGET_TYPES)}; detected {decision.type}",
                 "declare its type in the spec",
             )
-        unparsed, examples = 0, []
-        if not excluded and decision.type in type_names():
-            unparsed, examples = unparsed_values(con, space.table, column, decision.type)
-            if unparsed:
-                shown = ", ".join(repr(e) for e in examples)
-                reason += f"; {unparsed} value(s) do not parse (e.g. {shown}), read as missing"
         profiles.append(
             ColumnProfile(
                 space=name,
@@ -114,12 +108,30 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
                 distinct_count=s.distinct,
                 excluded=excluded,
                 reason=reason,
-                unparsed_count=unparsed,
-                unparsed_examples=examples,
                 evidence=decision.evidence,
             )
         )
-    return profiles
+    return _with_unparsed(con, space.table, profiles)
+
+
+def _with_unparsed(
+    con: duckdb.DuckDBPyConnection, table: str, profiles: list[ColumnProfile]
+) -> list[ColumnProfile]:
+    used = {
+        p.column: p.detected_type
+        for p in profiles
+        if not p.excluded and p.detected_type in type_names()
+    }
+    found = unparsed_counts(con, table, used)
+    out = []
+    for p in profiles:
+        count, examples = found.get(p.column, (0, []))
+        if count:
+            shown = ", ".join(repr(e) for e in examples)
+            reason = f"{p.reason}; {count} value(s) do not parse (e.g. {shown}), read as missing"
+            p = replace(p, unparsed_count=count, unparsed_examples=examples, reason=reason)
+        out.append(p)
+    return out
 
 
 def _parsed_predicate(column: str, type_name: str, warehouse_type: str = "VARCHAR") -> str:
@@ -132,26 +144,40 @@ def _parsed_predicate(column: str, type_name: str, warehouse_type: str = "VARCHA
     return parsed
 
 
-def unparsed_values(
-    con: duckdb.DuckDBPyConnection, table: str, column: str, type_name: str, n_examples: int = 3
-) -> tuple[int, list[str]]:
-    """Non-null values that do not parse as `type_name` (they are read as missing)."""
-    warehouse_type = table_columns(con, table)[column]
-    q = quote(column)
-    value = f"nullif(trim(cast({q} as varchar)), '')"
+def _unparsed_condition(column: str, type_name: str, warehouse_type: str) -> str:
+    value = f"nullif(trim(cast({quote(column)} as varchar)), '')"
     parsed = _parsed_predicate(column, type_name, warehouse_type)
-    bad = f"{value} is not null and not coalesce({parsed}, false)"
-    count = con.execute(f"select count(*) from {qualified(table)} where {bad}").fetchone()[0]
-    examples = []
-    if count:
-        examples = [
-            str(r[0])[:80]
-            for r in con.execute(
-                f"select distinct {value} as v from {qualified(table)} where {bad} "
-                f"order by v limit {n_examples}"
-            ).fetchall()
-        ]
-    return int(count), examples
+    return f"{value} is not null and not coalesce({parsed}, false)"
+
+
+def unparsed_counts(
+    con: duckdb.DuckDBPyConnection, table: str, types: dict[str, str], n_examples: int = 3
+) -> dict[str, tuple[int, list[str]]]:
+    """Per column, the non-null values that do not parse as its type (they are read as
+    missing): their count over the whole table (one scan for all columns) and examples."""
+    if not types:
+        return {}
+    warehouse_types = table_columns(con, table)
+    conditions = {c: _unparsed_condition(c, t, warehouse_types[c]) for c, t in types.items()}
+    counts = con.execute(
+        "select "
+        + ", ".join(f"count(*) filter (where {bad})" for bad in conditions.values())
+        + f" from {qualified(table)}"
+    ).fetchone()
+    found = {}
+    for (column, bad), count in zip(conditions.items(), counts, strict=True):
+        examples = []
+        if count:
+            value = f"nullif(trim(cast({quote(column)} as varchar)), '')"
+            examples = [
+                str(r[0])[:80]
+                for r in con.execute(
+                    f"select distinct {value} as v from {qualified(table)} where {bad} "
+                    f"order by v limit {n_examples}"
+                ).fetchall()
+            ]
+        found[column] = (int(count), examples)
+    return found
 
 
 def _kept_by_spec(decision: Decision, nonnull: int) -> Decision:
@@ -180,7 +206,7 @@ def _declared(
     nonnull = con.execute(
         f"select count(nullif(trim(cast({quote(column)} as varchar)), '')) from {qualified(table)}"
     ).fetchone()[0]
-    unparsed, examples = unparsed_values(con, table, column, declared)
+    unparsed, examples = unparsed_counts(con, table, {column: declared})[column]
     if nonnull and (nonnull - unparsed) / nonnull < DECLARED_MIN_SHARE:
         raise SpecError(
             f"spaces.{name}.columns.{column}.type",
