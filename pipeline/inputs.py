@@ -49,7 +49,8 @@ class SpaceInputs:
     def drift_warnings(self, table: str) -> list[str]:
         """Schema drift since training, in words: what was missing or new and what was done."""
         return [
-            f"column {c} is missing from {table}; predicted without it (read as NULL)"
+            f"column {c} is missing from {table}; "
+            "read as NULL until it is back or the space is retrained"
             for c in self.missing_columns
         ] + [
             f"column {c} is new in {table} since the space was trained; not used until retrained"

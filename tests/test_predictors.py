@@ -76,7 +76,7 @@ def test_missing_column_at_prediction_time_warns_and_still_predicts(order_totals
         warned = con.execute(
             "select count(*) from ml.orders__total_amount_predictions "
             "where list_contains(warnings, 'column channel is missing from main.stg_orders; "
-            "predicted without it (read as NULL)')"
+            "read as NULL until it is back or the space is retrained')"
         ).fetchone()[0]
         total = con.execute("select count(*) from raw.orders").fetchone()[0]
     finally:
