@@ -8,7 +8,6 @@ relationship it reads), `s_space`, `s_embeddings`, and per target `t`: `s__t_pre
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import dagster as dg
 
@@ -26,9 +25,9 @@ from assets.metadata import (
 from assets.resources import SpacesResource
 from pipeline import runner
 from pipeline.data_quality import QualityReport, check_space_quality
+from pipeline.joins import JoinCheck, Link, links_of
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec, load_spec
-from pipeline.validation import JoinCheck
 from pipeline.warehouse import table_parts
 
 PREFIX = "ml"
@@ -61,33 +60,17 @@ def predictions_key(space: str, target: str) -> dg.AssetKey:
     return asset_key(runner.predictions_name(space, target))
 
 
-class Link(NamedTuple):
-    """One relationship as `JoinCheck` names it: `child.foreign_key` -> `parent.key`."""
-
-    parent: str
-    child: str
-    kind: str
-    foreign_key: str
-
-
 def join_checks_of(spec: Spec, space: str) -> dict[Link, str]:
     """Relationship -> check name for the joins `space` reads: its children and references.
 
     Names are `join_<parent>__<child>`, with the foreign key appended when a pair has two links.
     """
-    spec_space = spec.spaces[space]
-    links = [
-        Link(space, c.space, "children", ", ".join(c.foreign_key_columns))
-        for c in spec_space.children
-    ] + [
-        Link(r.space, space, "references", ", ".join(r.foreign_key_columns))
-        for r in spec_space.references
-    ]
+    links = links_of(spec, space)
     names: dict[Link, str] = {}
     for link in links:
         name = f"join_{link.parent}__{link.child}"
-        if sum(other[:2] == link[:2] for other in links) > 1:
-            name += "__" + re.sub(r"\W+", "_", link.foreign_key)
+        if sum((o.parent, o.child) == (link.parent, link.child) for o in links) > 1:
+            name += "__" + re.sub(r"\W+", "_", ", ".join(link.foreign_key))
         names[link] = name
     return names
 
@@ -116,7 +99,8 @@ def _profile_asset(
                 name=name,
                 asset=key,
                 blocking=True,
-                description=f"{link.child}.{link.foreign_key} -> {link.parent} ({link.kind}): "
+                description=f"{link.child}.{', '.join(link.foreign_key)} -> {link.parent} "
+                f"({link.kind}): "
                 "coverage, orphans, null keys, key types",
             )
             for link, name in checks.items()
@@ -205,9 +189,9 @@ def _quality_result(report: QualityReport) -> dg.AssetCheckResult:
 def _check_results(
     checks: Mapping[Link, str], joins: list[JoinCheck]
 ) -> Iterator[dg.AssetCheckResult]:
-    found = {Link(j.parent, j.child, j.kind, j.foreign_key): j for j in joins}
+    found = {j.place: j for j in joins}
     for link, name in checks.items():
-        join = found.get(link)
+        join = found.get(link.place)
         if join is None:
             yield dg.AssetCheckResult(
                 check_name=name,

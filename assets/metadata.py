@@ -10,10 +10,10 @@ import dagster as dg
 import duckdb
 import numpy as np
 
+from pipeline.joins import JoinCheck
 from pipeline.profiling import ColumnProfile
 from pipeline.reports import markdown_image, mutual_information_png, sphere_png, timeline_png
 from pipeline.training import TrainingResult
-from pipeline.validation import JoinCheck
 from pipeline.warehouse import qualified, split_table
 
 log = logging.getLogger(__name__)

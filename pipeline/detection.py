@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.encoders import column_types
 from pipeline.encoders.base import ColumnType, render
-from pipeline.warehouse import qualified, quote
+from pipeline.warehouse import INTEGER_TYPE, qualified, quote
 
 SAMPLE_ROWS = 10_000
 CLEAR_SHARE = 0.9
@@ -25,7 +25,6 @@ MAJORITY_SHARE = 0.5
 MAX_LABELS_LISTED = 30
 ID_THRESHOLD = 0.6
 ID_WEIGHTS = {"uniqueness": 0.35, "pattern": 0.3, "semantic": 0.2, "name": 0.15}
-INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
 ID_PATTERNS = (
     r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$",  # UUID / GUID
     r"^[0-9a-f]{16,}$",  # hex hash (md5, sha1, sha256, ...)
@@ -132,7 +131,7 @@ def _measure_patterns(
             continue
         if warehouse_type == "VARCHAR":
             measure = _string_statistics
-        elif INTEGER.match(warehouse_type):
+        elif INTEGER_TYPE.match(warehouse_type):
             measure = _integer_statistics
         else:
             continue
@@ -233,7 +232,7 @@ def decide(column: str, warehouse_type: str, s: ColumnStats, role: str) -> Decis
             evidence,
         )
     label_like = detected in ("category", "text") or (
-        detected == "scalar" and INTEGER.match(warehouse_type)
+        detected == "scalar" and INTEGER_TYPE.match(warehouse_type)
     )
     if label_like and role == "input":
         score, parts = id_score(column, s)

@@ -20,6 +20,7 @@ import pyarrow as pa
 from pipeline.errors import DataWarning, PipelineError
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, create_rows_table
+from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model import token_specs
 from pipeline.predictions import predictions_table
 from pipeline.predictors import Predictor, target_labels, train_predictor
@@ -27,14 +28,7 @@ from pipeline.profiling import ColumnProfile, profile_space, profiles_table
 from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult
-from pipeline.validation import (
-    JoinCheck,
-    check_key,
-    check_space_columns,
-    join_report_table,
-    raise_on_blocking,
-    validate_joins,
-)
+from pipeline.validation import check_key, check_space_columns
 from pipeline.warehouse import Warehouse, fetch_arrow, literal, qualified, quote
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from pipeline.errors import (
     PipelineError,
     SpecError,
 )
+from pipeline.joins import validate_joins
 from pipeline.spec import Spec
-from pipeline.validation import validate_joins
 from tests.conftest import write_spec
 
 DIAGNOSTICS = {"column_profile", "join_report", "quality_results", "text_embedding_cache"}
