@@ -87,6 +87,18 @@ def label(value: object) -> str | None:
     return text or None
 
 
+def mlp(d_in: int, d_model: int) -> nn.Sequential:
+    """The two-layer projection most encoders use: Linear, GELU, Linear."""
+    return nn.Sequential(nn.Linear(d_in, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+
+
+def finite_values(values: np.ndarray) -> np.ndarray:
+    """The finite numbers among `values` as float64 (a single 0 when there are none)."""
+    x = np.asarray(values, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    return finite if finite.size else np.zeros(1)
+
+
 def quantile_edges(finite: np.ndarray) -> np.ndarray:
     edges = np.unique(np.quantile(finite, np.linspace(0, 1, N_BINS + 1)[1:-1]))
     return edges.astype(np.float64)

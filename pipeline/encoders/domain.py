@@ -55,7 +55,10 @@ class DomainCodec(Codec):
         return [self.domain(v) for v in values]
 
     def transform(self, values: list) -> dict[str, np.ndarray]:
-        domains = self.texts(values)
+        return self.host_arrays([self.domain(v) for v in values])
+
+    def host_arrays(self, domains: list[str | None]) -> dict[str, np.ndarray]:
+        """The domain part every host-like type shares: presence, label and TLD indexes."""
         index = np.array([self.index.get(d, 0) for d in domains], dtype=np.int64)
         tld = np.array([self.tld_index.get(top_level(d), 0) for d in domains], dtype=np.int64)
         present = np.array([d is not None for d in domains], dtype=bool)

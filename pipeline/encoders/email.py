@@ -30,8 +30,9 @@ class EmailCodec(DomainCodec):
         return text.rsplit("@", 1)[1].lower().strip(".") or None
 
     def transform(self, values: list) -> dict[str, np.ndarray]:
-        arrays = super().transform(values)
-        free = [d in FREE_MAIL for d in self.texts(values)]
+        domains = [self.domain(v) for v in values]
+        arrays = self.host_arrays(domains)
+        free = [d in FREE_MAIL for d in domains]
         arrays["flags"] = np.array(free, dtype=np.float32)[:, None]
         return arrays
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import Codec, ColumnType, label
+from pipeline.encoders.base import Codec, ColumnType, label, mlp
 from pipeline.text_embeddings import TEXT_DIM
 
 MAX_PATHS = 16
@@ -133,9 +133,7 @@ class JsonEncoder(nn.Module):
     def __init__(self, n_features: int, d_model: int) -> None:
         super().__init__()
         self.structure = nn.Linear(n_features, d_model)
-        self.content = nn.Sequential(
-            nn.Linear(TEXT_DIM, d_model), nn.GELU(), nn.Linear(d_model, d_model)
-        )
+        self.content = mlp(TEXT_DIM, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.structure(batch["features"]) + self.content(batch["text"])

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import Codec, ColumnType, label
+from pipeline.encoders.base import Codec, ColumnType, label, mlp
 
 SCALES: tuple[tuple[str, ...], ...] = (
     ("very low", "low", "medium", "high", "very high"),
@@ -79,7 +79,7 @@ class OrdinalEncoder(nn.Module):
     def __init__(self, n_classes: int, d_model: int) -> None:
         super().__init__()
         self.levels = nn.Embedding(n_classes, d_model)
-        self.rank = nn.Sequential(nn.Linear(1, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.rank = mlp(1, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.rank(batch["features"]) + self.levels(batch["index"])

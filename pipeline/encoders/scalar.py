@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import Codec, ColumnType, quantile_edges
+from pipeline.encoders.base import Codec, ColumnType, finite_values, mlp, quantile_edges
 
 
 class ScalarCodec(Codec):
@@ -28,10 +28,7 @@ class ScalarCodec(Codec):
 
     @classmethod
     def fit(cls, column: str, values: np.ndarray) -> ScalarCodec:
-        x = np.asarray(values, dtype=np.float64)
-        finite = x[np.isfinite(x)]
-        if finite.size == 0:
-            finite = np.zeros(1)
+        finite = finite_values(values)
         q1, median, q3 = np.quantile(finite, [0.25, 0.5, 0.75])
         shift = -float(finite.min()) if finite.min() < 0 else 0.0
         logs = np.log1p(finite + shift)
@@ -83,9 +80,7 @@ class GatedNumberEncoder(nn.Module):
 
     def __init__(self, n_features: int, n_bins: int, d_model: int) -> None:
         super().__init__()
-        self.continuous = nn.Sequential(
-            nn.Linear(n_features, d_model), nn.GELU(), nn.Linear(d_model, d_model)
-        )
+        self.continuous = mlp(n_features, d_model)
         self.binned = nn.Embedding(n_bins, d_model)
         self.gate = nn.Linear(n_features, d_model)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.encoders.base import mlp
+
 
 class ChildSetEncoder(nn.Module):
     """A set of child embeddings -> one token: learned queries attend over the children
@@ -44,9 +46,7 @@ class ChildSetEncoder(nn.Module):
 class ReferenceEncoder(nn.Module):
     def __init__(self, ref_dim: int, d_model: int) -> None:
         super().__init__()
-        self.project = nn.Sequential(
-            nn.Linear(ref_dim, d_model), nn.GELU(), nn.Linear(d_model, d_model)
-        )
+        self.project = mlp(ref_dim, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.project(batch["vector"])

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import Codec, ColumnType, label
+from pipeline.encoders.base import Codec, ColumnType, label, mlp
 from pipeline.text_embeddings import TEXT_DIM
 
 
@@ -30,9 +30,7 @@ class TextCodec(Codec):
 class TextEncoder(nn.Module):
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        self.project = nn.Sequential(
-            nn.Linear(TEXT_DIM, d_model), nn.GELU(), nn.Linear(d_model, d_model)
-        )
+        self.project = mlp(TEXT_DIM, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.project(batch["text"])

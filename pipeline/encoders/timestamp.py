@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.encoders.base import Codec, ColumnType, quantile_edges
+from pipeline.encoders.base import Codec, ColumnType, finite_values, quantile_edges
 from pipeline.encoders.scalar import number_encoder
 
 DATE_FORMATS = (
@@ -39,10 +39,7 @@ class TimestampCodec(Codec):
 
     @classmethod
     def fit(cls, column: str, values: np.ndarray) -> TimestampCodec:
-        x = np.asarray(values, dtype=np.float64)
-        finite = x[np.isfinite(x)]
-        if finite.size == 0:
-            finite = np.zeros(1)
+        finite = finite_values(values)
         return cls(column, float(finite.mean()), float(finite.std()) or 1.0, quantile_edges(finite))
 
     def transform(self, values: np.ndarray) -> dict[str, np.ndarray]:

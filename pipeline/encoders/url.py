@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import ColumnType, label, vocabulary
-from pipeline.encoders.domain import DomainCodec, HostEncoder, registrable_domain, top_level
+from pipeline.encoders.base import ColumnType, label
+from pipeline.encoders.domain import DomainCodec, HostEncoder, registrable_domain
 
 SCHEMES = ("http", "https", "ftp", "other")
 
@@ -42,11 +42,6 @@ class UrlCodec(DomainCodec):
         parts = url_parts(value)
         return parts[1] if parts else None
 
-    @classmethod
-    def fit(cls, column: str, values: list) -> UrlCodec:
-        domains = [cls.domain(v) for v in values]
-        return cls(column, vocabulary(domains), vocabulary([top_level(d) for d in domains], 200))
-
     def texts(self, values: list) -> list[str | None]:
         """Domain and path words (`shop.example.com/shoes/red-boots` -> `example.com shoes red
         boots`), the part of a URL that carries meaning."""
@@ -62,9 +57,7 @@ class UrlCodec(DomainCodec):
 
     def transform(self, values: list) -> dict[str, np.ndarray]:
         parsed = [url_parts(v) for v in values]
-        domains = [p[1] if p else None for p in parsed]
-        index = np.array([self.index.get(d, 0) for d in domains], dtype=np.int64)
-        tld = np.array([self.tld_index.get(top_level(d), 0) for d in domains], dtype=np.int64)
+        arrays = self.host_arrays([p[1] if p else None for p in parsed])
         scheme = np.array([SCHEMES.index(p[0]) if p else 0 for p in parsed], dtype=np.int64)
         features = np.array(
             [
@@ -79,14 +72,7 @@ class UrlCodec(DomainCodec):
             ],
             dtype=np.float32,
         ).reshape(len(parsed), self.n_features)
-        return {
-            "present": np.array([p is not None for p in parsed], dtype=bool),
-            "index": index,
-            "tld": tld,
-            "scheme": scheme,
-            "features": features,
-            "target": index,
-        }
+        return {**arrays, "scheme": scheme, "features": features}
 
 
 class UrlEncoder(nn.Module):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.encoders.base import Codec, ColumnType
+from pipeline.encoders.base import Codec, ColumnType, mlp
 
 MAX_DIM = 4096
 
@@ -68,9 +68,7 @@ class VectorCodec(Codec):
 class VectorEncoder(nn.Module):
     def __init__(self, dim: int, d_model: int) -> None:
         super().__init__()
-        self.project = nn.Sequential(
-            nn.Linear(dim, d_model), nn.GELU(), nn.Linear(d_model, d_model)
-        )
+        self.project = mlp(dim, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.project(batch["vector"])
