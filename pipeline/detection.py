@@ -73,7 +73,8 @@ class Decision:
     evidence: dict
 
 
-def _value(column: str) -> str:
+def non_blank(column: str) -> str:
+    """A column's value as trimmed VARCHAR, NULL when blank (SQL)."""
     return f"nullif(trim(cast({quote(column)} as varchar)), '')"
 
 
@@ -102,7 +103,7 @@ def column_statistics(
     parts = ["count(*)"]
     for column, warehouse_type in columns.items():
         q = quote(column)
-        nonnull = f"count({_value(column)})" if warehouse_type == "VARCHAR" else f"count({q})"
+        nonnull = f"count({non_blank(column)})" if warehouse_type == "VARCHAR" else f"count({q})"
         parts += [nonnull, f"count(distinct {q})"]
     counts = con.execute(f"select {', '.join(parts)} from {qualified(table)}").fetchone()
     rows = int(counts[0])
@@ -157,7 +158,7 @@ def _string_statistics(con, source: str, column: str, s: ColumnStats) -> bool:
         _share(f"regexp_matches(lower(v), '{CODE_PATTERN}')"),
     ] + [_share(render(t.looks_like, value="v")) for t in typed]
     row = con.execute(
-        f"select {', '.join(parts)} from (select {_value(column)} as v from {source}) "
+        f"select {', '.join(parts)} from (select {non_blank(column)} as v from {source}) "
         "where v is not null"
     ).fetchone()
     if row[1] is None:
@@ -165,12 +166,12 @@ def _string_statistics(con, source: str, column: str, s: ColumnStats) -> bool:
     s.distinct_lower, s.avg_length, s.avg_words = int(row[0]), float(row[1]), float(row[2])
     s.id_pattern = max(float(row[3]), 0.5 * float(row[4]))
     s.shares = {t.name: round(float(v), 4) for t, v in zip(typed, row[5:], strict=True)}
-    _sample_values(con, source, _value(column), s)
+    _sample_values(con, source, non_blank(column), s)
     if s.distinct <= MAX_LABELS_LISTED:
         s.labels = [
             r[0]
             for r in con.execute(
-                f"select distinct {_value(column)} as v from {source} where v is not null"
+                f"select distinct {non_blank(column)} as v from {source} where v is not null"
             ).fetchall()
         ]
     return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 import pyarrow as pa
 
-from pipeline.detection import Decision, column_statistics, decide
+from pipeline.detection import Decision, column_statistics, decide, non_blank
 from pipeline.encoders import JUNK_TYPES, column_type, type_names
 from pipeline.encoders.base import render
 from pipeline.errors import SpecError
@@ -83,7 +83,9 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
         role = roles.get(column) or ("target" if col_spec.target else "input")
         decision = decide(column, warehouse_type, s, role)
         if col_spec.type:
-            decision = _declared(con, spec, name, column, col_spec.type, decision)
+            decision = _declared(
+                con, spec, name, column, columns, s.nonnull, col_spec.type, decision
+            )
         elif decision.excluded and "active" in col_spec.model_fields_set and col_spec.active:
             decision = _kept_by_spec(decision, s.nonnull)
         excluded, reason = decision.excluded, decision.reason
@@ -111,18 +113,21 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
                 evidence=decision.evidence,
             )
         )
-    return _with_unparsed(con, space.table, profiles)
+    return _with_unparsed(con, space.table, profiles, columns)
 
 
 def _with_unparsed(
-    con: duckdb.DuckDBPyConnection, table: str, profiles: list[ColumnProfile]
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    profiles: list[ColumnProfile],
+    warehouse_types: dict[str, str],
 ) -> list[ColumnProfile]:
     used = {
         p.column: p.detected_type
         for p in profiles
         if not p.excluded and p.detected_type in type_names()
     }
-    found = unparsed_counts(con, table, used)
+    found = unparsed_counts(con, table, used, warehouse_types)
     out = []
     for p in profiles:
         count, examples = found.get(p.column, (0, []))
@@ -145,19 +150,22 @@ def _parsed_predicate(column: str, type_name: str, warehouse_type: str = "VARCHA
 
 
 def _unparsed_condition(column: str, type_name: str, warehouse_type: str) -> str:
-    value = f"nullif(trim(cast({quote(column)} as varchar)), '')"
     parsed = _parsed_predicate(column, type_name, warehouse_type)
-    return f"{value} is not null and not coalesce({parsed}, false)"
+    return f"{non_blank(column)} is not null and not coalesce({parsed}, false)"
 
 
 def unparsed_counts(
-    con: duckdb.DuckDBPyConnection, table: str, types: dict[str, str], n_examples: int = 3
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    types: dict[str, str],
+    warehouse_types: dict[str, str],
+    n_examples: int = 3,
 ) -> dict[str, tuple[int, list[str]]]:
     """Per column, the non-null values that do not parse as its type (they are read as
-    missing): their count over the whole table (one scan for all columns) and examples."""
+    missing): their count over the whole table (one scan for all columns) and examples.
+    `warehouse_types`: the table's columns and their DuckDB types."""
     if not types:
         return {}
-    warehouse_types = table_columns(con, table)
     conditions = {c: _unparsed_condition(c, t, warehouse_types[c]) for c, t in types.items()}
     counts = con.execute(
         "select "
@@ -168,11 +176,10 @@ def unparsed_counts(
     for (column, bad), count in zip(conditions.items(), counts, strict=True):
         examples = []
         if count:
-            value = f"nullif(trim(cast({quote(column)} as varchar)), '')"
             examples = [
                 str(r[0])[:80]
                 for r in con.execute(
-                    f"select distinct {value} as v from {qualified(table)} where {bad} "
+                    f"select distinct {non_blank(column)} as v from {qualified(table)} where {bad} "
                     f"order by v limit {n_examples}"
                 ).fetchall()
             ]
@@ -195,6 +202,8 @@ def _declared(
     spec: Spec,
     name: str,
     column: str,
+    warehouse_types: dict[str, str],
+    nonnull: int,
     declared: str,
     detected: Decision,
 ) -> Decision:
@@ -203,10 +212,7 @@ def _declared(
     if declared in JUNK_TYPES:
         return Decision(declared, True, f"declared {declared} in spec", evidence)
     table = spec.spaces[name].table
-    nonnull = con.execute(
-        f"select count(nullif(trim(cast({quote(column)} as varchar)), '')) from {qualified(table)}"
-    ).fetchone()[0]
-    unparsed, examples = unparsed_counts(con, table, {column: declared})[column]
+    unparsed, examples = unparsed_counts(con, table, {column: declared}, warehouse_types)[column]
     if nonnull and (nonnull - unparsed) / nonnull < DECLARED_MIN_SHARE:
         raise SpecError(
             f"spaces.{name}.columns.{column}.type",
