@@ -135,7 +135,7 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
     parent_space, child_space = spec.spaces[parent], spec.spaces[child]
     parent_types = table_columns(con, parent_space.table)
     child_types = table_columns(con, child_space.table)
-    key_types = [parent_types.get(k, "?") for k in parent_space.key_columns]
+    key_types = [parent_types.get(k, "?") for k in link.parent_key]
     fk_types = [child_types.get(f, "?") for f in foreign_key]
     common = dict(
         place=link.place,
@@ -150,7 +150,7 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
     mismatched = [
         (f, ft, k, kt)
         for f, ft, k, kt in zip(
-            foreign_key, fk_types, parent_space.key_columns, key_types, strict=True
+            foreign_key, fk_types, link.parent_key, key_types, strict=True
         )
         if _family(ft) != _family(kt)
     ]
