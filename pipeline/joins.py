@@ -149,9 +149,7 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
     )
     mismatched = [
         (f, ft, k, kt)
-        for f, ft, k, kt in zip(
-            foreign_key, fk_types, link.parent_key, key_types, strict=True
-        )
+        for f, ft, k, kt in zip(foreign_key, fk_types, link.parent_key, key_types, strict=True)
         if _family(ft) != _family(kt)
     ]
     if mismatched:
@@ -189,7 +187,7 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
         """
     ).fetchone()
     null_keys, orphans, matched, with_key = (int(v) for v in row)
-    parent_keys = ", ".join(quote(k) for k in parent_space.key_columns)
+    parent_keys = ", ".join(quote(k) for k in link.parent_key)
     duplicated = con.execute(
         f"select count(*) from (select {parent_keys} from {parent_table} "
         "group by all having count(*) > 1)"
