@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from pipeline.child_stats import ChildStatistics, child_statistics, plan_statistics
 from pipeline.encoders import column_type, fit_codec
 from pipeline.encoders.base import Codec, render
 from pipeline.hierarchy import ChildSet, Reference, read_children, read_references
-from pipeline.profiling import ColumnProfile
+from pipeline.profiling import ColumnProfile, stored_profiles
 from pipeline.spec import Spec
 from pipeline.text_embeddings import TEXT_DIM, cached_embeddings
 from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote, table_columns
@@ -32,6 +33,8 @@ class ColumnInput:
     codec: Codec
     arrays: dict[str, torch.Tensor]
     text_vectors: torch.Tensor | None = None
+    raw: list | np.ndarray | None = None
+    """The values as read (numbers as float64 with NaN), for predictors that read columns."""
 
 
 @dataclass
@@ -43,6 +46,11 @@ class SpaceInputs:
     columns: list[ColumnInput]
     children: list[ChildSet] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
+    statistics: ChildStatistics | None = None
+    statistics_values: np.ndarray | None = None
+    """Child statistics as computed in SQL [n_rows, n_features] (NaN where undefined)."""
+    statistics_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    """`features` and `defined`, normalised by `statistics` (model inputs)."""
     missing_columns: list[str] = field(default_factory=list)
     new_columns: list[str] = field(default_factory=list)
 
@@ -60,6 +68,16 @@ class SpaceInputs:
     @property
     def n_rows(self) -> int:
         return self.keys.num_rows
+
+    def statistics_groups(self) -> list[tuple[str, np.ndarray]]:
+        """(child space, indices of its statistics) per child link with statistics."""
+        if self.statistics is None:
+            return []
+        names = self.statistics.names
+        return [
+            (plan.space, np.flatnonzero([n.split("/", 1)[0] == plan.space for n in names]))
+            for plan in self.statistics.plans
+        ]
 
 
 def _select_expression(column: str, type_name: str) -> str:
@@ -89,8 +107,10 @@ def read_space_inputs(
     name: str,
     profiles: list[ColumnProfile] | None = None,
     codecs: dict[str, Codec] | None = None,
+    statistics: ChildStatistics | None = None,
 ) -> SpaceInputs:
-    """Read and encode a space's inputs. Give `profiles` to fit codecs, or fitted `codecs`."""
+    """Read and encode a space's inputs. Give `profiles` to fit codecs and child statistics,
+    or the fitted `codecs` and `statistics` (None: the space had no children)."""
     space = spec.spaces[name]
     create_rows_table(con, spec, name)
     keys_sql = ", ".join(quote(k) for k in space.key_columns)
@@ -129,9 +149,29 @@ def read_space_inputs(
             )
         codec = codecs[column] if codecs is not None else fit_codec(type_name, column, raw)
         columns.append(_encode_column(warehouse, con, codec, raw))
+        columns[-1].raw = raw
     children = read_children(warehouse, con, spec, name, ROWS_TABLE)
     references = read_references(warehouse, con, spec, name, ROWS_TABLE)
-    return SpaceInputs(name, keys, columns, children, references, missing)
+    inputs = SpaceInputs(name, keys, columns, children, references, missing_columns=missing)
+    if codecs is None and space.children:
+        below = {c.space for c in space.children}
+        below |= {g.space for c in space.children for g in spec.spaces[c.space].children}
+        plans = plan_statistics(
+            con,
+            spec,
+            name,
+            {s: stored_profiles(con, spec, s, spec.output_schema) for s in sorted(below)},
+        )
+        values = child_statistics(con, spec, name, ROWS_TABLE, plans)
+        statistics = ChildStatistics.fit(plans, values)
+    elif statistics is not None:
+        values = child_statistics(con, spec, name, ROWS_TABLE, statistics.plans)
+    if statistics is not None:
+        inputs.statistics, inputs.statistics_values = statistics, values
+        inputs.statistics_arrays = {
+            k: torch.from_numpy(v) for k, v in statistics.transform(values).items()
+        }
+    return inputs
 
 
 def _encode_column(

@@ -236,6 +236,12 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
     if with_key == 0:
         status = "error"
         problems.append(f"no {child} row has a {', '.join(foreign_key)} value")
+    elif matched == 0:
+        status = "error"
+        problems.append(
+            f"no {child} row finds a {parent} row -> check that {child}.{', '.join(foreign_key)} "
+            f"holds {parent} keys"
+        )
     elif coverage < spec.min_join_coverage:
         status = "error"
         problems.append(
@@ -244,6 +250,12 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
         )
     elif coverage < WARN_COVERAGE or null_keys:
         status = "warn" if status == "ok" else status
+        if coverage < WARN_COVERAGE:
+            problems.append(
+                f"only {coverage:.0%} of {child} rows find a {parent} row: a filtered {parent} "
+                f"table is fine (the rest are not used); if it is not filtered, check the foreign "
+                f"key (set min_join_coverage to make low coverage stop training)"
+            )
     if link.declared == "1:1" and max_per_parent > 1:
         status = "error"
         problems.append(

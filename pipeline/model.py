@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.encoders import build_encoder
-from pipeline.encoders.sets import ChildSetEncoder, ReferenceEncoder
+from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
 from pipeline.inputs import SpaceInputs
 from pipeline.text_embeddings import TEXT_DIM
 
@@ -67,6 +67,12 @@ def token_specs(inputs: SpaceInputs) -> list[TokenSpec]:
             TokenSpec(name, "children", "children", dim=child.dim, max_length=child.max_length)
         )
         taken.add(name)
+    for child, indices in inputs.statistics_groups():
+        name = f"{child}/statistics"
+        specs.append(
+            TokenSpec(name, "statistics", "statistics", n_features=len(indices), dim=len(indices))
+        )
+        taken.add(name)
     for ref in inputs.references:
         name = ref.space if ref.space not in taken else f"{ref.space}__reference"
         specs.append(TokenSpec(name, "reference", "reference", dim=ref.dim))
@@ -101,6 +107,17 @@ def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tens
                 "count": child.counts[rows],
                 "present": lengths > 0,
                 "target_vector": children.sum(1) / lengths.clamp(min=1).unsqueeze(-1),
+            }
+        )
+    for _, indices in inputs.statistics_groups():
+        columns = torch.from_numpy(indices)
+        features = inputs.statistics_arrays["features"][rows][:, columns]
+        batch.append(
+            {
+                "features": features,
+                "defined": inputs.statistics_arrays["defined"][rows][:, columns],
+                "present": torch.ones(len(rows), dtype=torch.bool),
+                "target_vector": features,
             }
         )
     for ref in inputs.references:
@@ -165,6 +182,8 @@ class SpaceModel(nn.Module):
             return ChildSetEncoder(token.dim, d_model, token.max_length, n_heads=n_heads)
         if token.kind == "reference":
             return ReferenceEncoder(token.dim, d_model)
+        if token.kind == "statistics":
+            return ChildStatisticsEncoder(token.n_features, d_model)
         sizes = token.sizes or {"n_features": token.n_features, "n_classes": token.n_classes}
         return build_encoder(token.type, sizes, d_model)
 

@@ -3,6 +3,7 @@ that do not parse counted with examples. Written to `ml.column_profile`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field, replace
 
@@ -114,6 +115,41 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
             )
         )
     return _with_unparsed(con, space.table, profiles, columns)
+
+
+def stored_profiles(
+    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, output_schema: str
+) -> list[ColumnProfile]:
+    """The profile `validate` wrote to `<output_schema>.column_profile`, when it still fits the
+    table and the spec (same columns, roles and declared types); otherwise a fresh profile."""
+    space = spec.spaces[name]
+    stored: list[ColumnProfile] = []
+    table = f"{quote(output_schema)}.column_profile"
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = ? and table_name = 'column_profile'",
+        [output_schema],
+    ).fetchone()[0]
+    if exists:
+        fields = [f.name for f in dataclasses.fields(ColumnProfile)]
+        rows = con.execute(
+            f"select {', '.join(quote(f) for f in fields)} from {table} where space = ?", [name]
+        ).fetchall()
+        stored = [ColumnProfile(**dict(zip(fields, row, strict=True))) for row in rows]
+        for profile in stored:
+            profile.evidence = json.loads(profile.evidence) if profile.evidence else {}
+    roles = structural_roles(spec, name)
+    fits = bool(stored) and [p.column for p in stored] == list(table_columns(con, space.table))
+    for profile in stored if fits else []:
+        col_spec = space.column(profile.column)
+        role = roles.get(profile.column) or ("target" if col_spec.target else "input")
+        if not col_spec.active and role in ("input", "target"):
+            role = "inactive"
+        declared = col_spec.type and col_spec.type != profile.detected_type
+        kept = "active" in col_spec.model_fields_set and col_spec.active and profile.excluded
+        if role != profile.role or declared or (kept and role == "input"):
+            fits = False
+    return stored if fits else profile_space(con, spec, name)
 
 
 def _with_unparsed(

@@ -12,6 +12,7 @@ import pyarrow as pa
 import torch
 
 from pipeline.artifacts import load_json, load_weights, save_json, save_weights
+from pipeline.child_stats import ChildStatistics
 from pipeline.encoders import codec_from_state
 from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError
@@ -36,6 +37,8 @@ class Space:
     training: TrainingResult | None = None
     table_columns: list[str] = field(default_factory=list)
     """Every column of the table when the space was trained (to report schema drift)."""
+    statistics: ChildStatistics | None = None
+    """The child statistics plan and normalisation (None when the table has no children)."""
 
     @classmethod
     def train(
@@ -64,13 +67,22 @@ class Space:
         model, result = train_space(inputs, spec.training, spec.seed, progress=progress)
         codecs = {c.name: c.codec for c in inputs.columns}
         columns = list(table_columns(con, spec.spaces[name].table))
-        return cls(name, model, codecs, training=result, table_columns=columns)
+        return cls(
+            name,
+            model,
+            codecs,
+            training=result,
+            table_columns=columns,
+            statistics=inputs.statistics,
+        )
 
     def read_inputs(
         self, warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec
     ) -> SpaceInputs:
         """Current rows of the table through the saved codecs (no refitting)."""
-        inputs = read_space_inputs(warehouse, con, spec, self.name, codecs=self.codecs)
+        inputs = read_space_inputs(
+            warehouse, con, spec, self.name, codecs=self.codecs, statistics=self.statistics
+        )
         if self.table_columns:
             current = table_columns(con, spec.spaces[self.name].table)
             inputs.new_columns = [c for c in current if c not in self.table_columns]
@@ -138,6 +150,7 @@ class Space:
                 "codecs": {name: codec.state() for name, codec in self.codecs.items()},
                 "training": self.training.summary() if self.training else None,
                 "table_columns": self.table_columns,
+                "statistics": self.statistics.state() if self.statistics else None,
             },
             folder / "space.json",
         )
@@ -160,4 +173,9 @@ class Space:
             codecs,
             version=description["version"],
             table_columns=description.get("table_columns", []),
+            statistics=(
+                ChildStatistics.from_state(description["statistics"])
+                if description.get("statistics")
+                else None
+            ),
         )

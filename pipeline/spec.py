@@ -107,7 +107,9 @@ class Spec(_Strict):
     output_schema: str = "ml"
     artifacts: Path = Path("artifacts")
     seed: int = 0
-    min_join_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_join_coverage: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Child-side coverage below which a join stops training; by default only a join that no
+    child row satisfies stops it (filtered parent views are common), lower coverage warns."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     spaces: dict[str, SpaceSpec]
 

@@ -339,10 +339,17 @@ def test_target_without_enough_labels(shop: Shop) -> None:
         ),
         pytest.param(
             ["update orders set customer_id = customer_id + 1000 where order_id % 10 < 6"],
-            None,
+            lambda d: d.update(min_join_coverage=0.5),
             r"144 orders row\(s\) point to no customers row \(e\.g\. 1001, 1002, 1003\); "
             r"only 40% of orders rows find their customers row",
-            id="orphans-over-the-limit",
+            id="orphans-over-a-declared-limit",
+        ),
+        pytest.param(
+            ["update orders set customer_id = customer_id + 1000"],
+            None,
+            r"no orders row finds a customers row -> check that orders.customer_id holds "
+            "customers keys",
+            id="no-child-row-finds-a-parent",
         ),
         pytest.param(
             ["update orders set customer_id = null"],

@@ -11,7 +11,7 @@ import torch
 
 from pipeline import runner
 from pipeline.inputs import read_space_inputs
-from pipeline.model import gather
+from pipeline.model import gather, token_specs
 from tests.conftest import write_spec
 
 
@@ -79,7 +79,11 @@ def test_child_sets_respect_as_of_order_and_max_length(tmp_path: Path):
     assert counts == expected
     lengths = (child.offsets[1:] - child.offsets[:-1]).tolist()
     assert lengths == [min(expected[k], 3) for k in keys]
-    batch = gather(inputs, torch.arange(len(keys)))[-1]
+    names = [t.name for t in token_specs(inputs)]
+    batch = gather(inputs, torch.arange(len(keys)))[names.index("orders")]
+    # the SQL statistics see every order before the snapshot, not only the 3 latest
+    count = inputs.statistics_values[:, inputs.statistics.names.index("orders/count")]
+    assert dict(zip(keys, count.tolist(), strict=True)) == expected
     for customer, order_ids in latest:
         row = keys.index(customer)
         for position, order_id in enumerate(order_ids[:3]):

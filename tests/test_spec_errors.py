@@ -185,7 +185,7 @@ def test_int_vs_string_foreign_key_stops_training(tmp_path: Path):
     assert trained == 0
 
 
-def test_orphans_below_coverage_block_and_above_warn(tmp_path: Path):
+def test_low_coverage_warns_and_blocks_only_below_a_declared_limit(tmp_path: Path):
     warehouse = _tiny_warehouse(tmp_path / "w.duckdb")
     spec = write_spec(tmp_path / "s.yaml", {**BASE, "warehouse": str(warehouse)})
     con = duckdb.connect(str(warehouse))
@@ -198,8 +198,14 @@ def test_orphans_below_coverage_block_and_above_warn(tmp_path: Path):
     con = duckdb.connect(str(warehouse))
     con.execute("update orders set customer_id = customer_id + 1000 where order_id % 10 < 7")
     con.close()
+    with pytest.warns(DataWarning, match="only 30% of orders rows find a customers row"):
+        assert runner.validate_space(spec, "customers").joins[0].status == "warn"
+    strict = write_spec(
+        tmp_path / "strict.yaml",
+        {**BASE, "warehouse": str(warehouse), "min_join_coverage": 0.5},
+    )
     with pytest.raises(JoinValidationError, match="only 30% of orders rows find their customers"):
-        runner.validate(spec)
+        runner.validate(strict)
 
 
 def test_failed_run_leaves_earlier_tables_intact(small_demo: Path, tmp_path: Path):

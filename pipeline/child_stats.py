@@ -1,0 +1,394 @@
+"""Statistics of a parent's child rows, computed in DuckDB: what a GROUP BY sees.
+
+Per child link, in one grouped query per level: the child count; sum, mean, min, max and std
+of numbers; recency and span of timestamps; the null share of every input; distinct count
+and shares of the most frequent labels of small categories. One level down (the child's own
+children) the same statistics are taken over all of a parent's grandchildren, plus stacked
+ones (mean and max over the children of each child's grandchild count and sums).
+
+The plan (which columns, which labels, the reference time) is fitted once and saved with
+the space, like a codec: new rows get the same features. Features are addressed
+`<child>/<column>/<statistic>` and `<child>/<grandchild>/<column>/<statistic>`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import duckdb
+import numpy as np
+
+from pipeline.encoders import column_type
+from pipeline.encoders.base import render
+from pipeline.profiling import ColumnProfile
+from pipeline.spec import Spec
+from pipeline.warehouse import fetch_arrow, literal, qualified, quote, table_columns
+
+TOP_LABELS = 5
+MAX_LABEL_DISTINCT = 50
+NUMERIC_STATISTICS = ("sum", "mean", "min", "max", "std")
+LABEL_TYPES = ("category", "ordinal", "boolean")
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """One column of a child table and how it is summarised."""
+
+    column: str
+    kind: str
+    """`number`, `time` or `label`."""
+    type: str
+    labels: tuple[str, ...] = ()
+    reference_time: float = 0.0
+    """For `time` without a parent `as_of`: recency is measured from this epoch second."""
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """The statistics of one child link (and its own children, one level down)."""
+
+    space: str
+    table: str
+    key: tuple[str, ...]
+    foreign_key: tuple[str, ...]
+    time_column: str | None
+    columns: tuple[ColumnPlan, ...]
+    children: tuple[LinkPlan, ...] = field(default_factory=tuple)
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> LinkPlan:
+        return cls(
+            space=state["space"],
+            table=state["table"],
+            key=tuple(state["key"]),
+            foreign_key=tuple(state["foreign_key"]),
+            time_column=state["time_column"],
+            columns=tuple(
+                ColumnPlan(**{**c, "labels": tuple(c["labels"])}) for c in state["columns"]
+            ),
+            children=tuple(cls.from_state(c) for c in state["children"]),
+        )
+
+
+def plan_statistics(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    parent: str,
+    profiles: dict[str, list[ColumnProfile]],
+) -> list[LinkPlan]:
+    """One plan per child link of `parent`, from the children's profiles (`profiles[space]`)."""
+    space = spec.spaces[parent]
+    return [
+        _plan_link(con, spec, child.space, child.foreign_key_columns, profiles, depth=1)
+        for child in space.children
+    ]
+
+
+def _plan_link(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    foreign_key: list[str],
+    profiles: dict[str, list[ColumnProfile]],
+    depth: int,
+) -> LinkPlan:
+    space = spec.spaces[name]
+    columns = []
+    for profile in profiles.get(name, []):
+        if not profile.is_input:
+            continue
+        plan = _plan_column(con, space.table, profile)
+        if plan is not None:
+            columns.append(plan)
+    grandchildren = ()
+    if depth == 1:
+        grandchildren = tuple(
+            _plan_link(con, spec, g.space, g.foreign_key_columns, profiles, depth=2)
+            for g in space.children
+        )
+    return LinkPlan(
+        space=name,
+        table=space.table,
+        key=tuple(space.key_columns),
+        foreign_key=tuple(foreign_key),
+        time_column=space.time_column,
+        columns=tuple(columns),
+        children=grandchildren,
+    )
+
+
+def _plan_column(
+    con: duckdb.DuckDBPyConnection, table: str, profile: ColumnProfile
+) -> ColumnPlan | None:
+    kind = {"scalar": "number", "timestamp": "time"}.get(profile.detected_type)
+    if profile.detected_type in LABEL_TYPES and profile.distinct_count <= MAX_LABEL_DISTINCT:
+        kind = "label"
+    if kind is None:
+        return None
+    plan = ColumnPlan(profile.column, kind, profile.detected_type)
+    value = _value_sql(plan, "c")
+    if kind == "label":
+        rows = con.execute(
+            f"select {value} as v, count(*) as n from {qualified(table)} c where v is not null "
+            f"group by v order by n desc, v limit {TOP_LABELS}"
+        ).fetchall()
+        return ColumnPlan(plan.column, kind, plan.type, labels=tuple(str(r[0]) for r in rows))
+    if kind == "time":
+        latest = con.execute(f"select max({value}) from {qualified(table)} c").fetchone()[0]
+        return ColumnPlan(plan.column, kind, plan.type, reference_time=float(latest or 0.0))
+    return plan
+
+
+def _value_sql(plan: ColumnPlan, alias: str, present: bool = True) -> str:
+    """The column's value as a double (numbers, epoch seconds) or a trimmed lower-case label."""
+    if not present:
+        return "null"
+    column = f"{alias}.{quote(plan.column)}"
+    if plan.kind == "label":
+        return f"nullif(lower(trim(cast({column} as varchar))), '')"
+    return f"({render(column_type(plan.type).read_sql, column=column)})"
+
+
+def feature_names(plans: list[LinkPlan]) -> list[str]:
+    """Every statistic's address, in the order of `child_statistics` columns."""
+    return [
+        name
+        for plan in plans
+        for link, prefix in [(plan, plan.space)]
+        + [(g, f"{plan.space}/{g.space}") for g in plan.children]
+        for name, _ in _direct(link, prefix, "null", set())
+    ] + [name for plan in plans for g in plan.children for name, _ in _stacked(plan, g, set())]
+
+
+def _direct(
+    plan: LinkPlan, prefix: str, now: str, missing: set[str], alias: str = "c"
+) -> list[tuple[str, str]]:
+    """(name, aggregate SQL) over the rows of `plan`'s table aliased `alias`, grouped by
+    parent; `now` is the SQL of the time recency is measured from (NULL: the plan's own)."""
+    out = [(f"{prefix}/count", "count(*)")]
+    for column in plan.columns:
+        value = _value_sql(column, alias, present=column.column not in missing)
+        base = f"{prefix}/{column.column}"
+        out.append((f"{base}/null_share", f"avg(case when {value} is null then 1.0 else 0.0 end)"))
+        if column.kind == "number":
+            out += [
+                (f"{base}/sum", f"sum({value})"),
+                (f"{base}/mean", f"avg({value})"),
+                (f"{base}/min", f"min({value})"),
+                (f"{base}/max", f"max({value})"),
+                (f"{base}/std", f"stddev_samp({value})"),
+            ]
+        elif column.kind == "time":
+            reference = f"coalesce({now}, {column.reference_time!r})"
+            out += [
+                (f"{base}/recency_days", f"({reference} - max({value})) / {SECONDS_PER_DAY}"),
+                (f"{base}/span_days", f"(max({value}) - min({value})) / {SECONDS_PER_DAY}"),
+            ]
+        else:
+            out.append((f"{base}/distinct", f"count(distinct {value})"))
+            out += [
+                (
+                    f"{base}/share/{label}",
+                    f"avg(case when {value} = {literal(label)} then 1.0 else 0.0 end)",
+                )
+                for label in column.labels
+            ]
+    return out
+
+
+def _stacked(plan: LinkPlan, grandchild: LinkPlan, missing: set[str]) -> list[tuple[str, str]]:
+    """(name, SQL over the per-child table `pc`): mean and max over a parent's children of
+    each child's grandchild count and sums."""
+    prefix = f"{plan.space}/{grandchild.space}"
+    per_child = ["n"] + [f"sum_{i}" for i, c in enumerate(grandchild.columns) if c.kind == "number"]
+    names = ["count"] + [f"{c.column}/sum" for c in grandchild.columns if c.kind == "number"]
+    out = []
+    for column, name in zip(per_child, names, strict=True):
+        out.append((f"{prefix}/{name}/per_{plan.space}_mean", f"avg(pc.{column})"))
+        out.append((f"{prefix}/{name}/per_{plan.space}_max", f"max(pc.{column})"))
+    return out
+
+
+def child_statistics(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    parent: str,
+    rows_table: str,
+    plans: list[LinkPlan],
+) -> np.ndarray:
+    """[n_rows, n_features] float64 (NaN where a statistic is undefined, e.g. the mean of no
+    children) for the rows of `rows_table` (`__row`, the parent key, `as_of` if set)."""
+    space = spec.spaces[parent]
+    n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
+    blocks = []
+    for plan in plans:
+        on_parent = " and ".join(
+            f"c.{quote(f)} = r.{quote(k)}"
+            for f, k in zip(plan.foreign_key, space.key_columns, strict=True)
+        )
+        now = f"epoch(r.{quote(space.as_of)})" if space.as_of else "null"
+        direct = _direct(plan, plan.space, f"max({now})", _missing(con, plan))
+        where = _as_of_filter(space.as_of, plan, "c")
+        blocks.append(
+            _grouped(
+                con,
+                n_rows,
+                [sql for _, sql in direct],
+                f"from {qualified(plan.table)} c join {rows_table} r on {on_parent} {where}",
+            )
+        )
+        for grandchild in plan.children:
+            on_child = " and ".join(
+                f"g.{quote(f)} = c.{quote(k)}"
+                for f, k in zip(grandchild.foreign_key, plan.key, strict=True)
+            )
+            g_missing = _missing(con, grandchild)
+            prefix = f"{plan.space}/{grandchild.space}"
+            aggregates = [
+                sql for _, sql in _direct(grandchild, prefix, f"max({now})", g_missing, "g")
+            ]
+            g_where = _as_of_filter(space.as_of, grandchild, "g")
+            joined = (
+                f"from {qualified(grandchild.table)} g "
+                f"join {qualified(plan.table)} c on {on_child} "
+                f"join {rows_table} r on {on_parent} {where}"
+            )
+            if g_where:
+                joined += (" and " if where else " where ") + g_where.removeprefix("where ")
+            blocks.append(_grouped(con, n_rows, aggregates, joined))
+    for plan in plans:
+        for grandchild in plan.children:
+            blocks.append(_stacked_block(con, spec, parent, rows_table, n_rows, plan, grandchild))
+    if not blocks:
+        return np.zeros((n_rows, 0))
+    return np.concatenate(blocks, axis=1)
+
+
+def _missing(con: duckdb.DuckDBPyConnection, plan: LinkPlan) -> set[str]:
+    """Planned columns no longer in the table (read as NULL, like a missing input column)."""
+    present = table_columns(con, plan.table)
+    return {c.column for c in plan.columns if c.column not in present}
+
+
+def _as_of_filter(as_of: str | None, plan: LinkPlan, alias: str) -> str:
+    if not as_of or not plan.time_column:
+        return ""
+    return f"where {alias}.{quote(plan.time_column)} < r.{quote(as_of)}"
+
+
+def _grouped(
+    con: duckdb.DuckDBPyConnection, n_rows: int, aggregates: list[str], source: str
+) -> np.ndarray:
+    """Aggregates grouped by the parent row, placed in an [n_rows, k] matrix (count 0 for
+    parents without rows, NaN for the other statistics)."""
+    select = ", ".join(f"cast({sql} as double) as f{i}" for i, sql in enumerate(aggregates))
+    table = fetch_arrow(con, f"select r.__row, {select} {source} group by r.__row")
+    out = np.full((n_rows, len(aggregates)), np.nan)
+    out[:, 0] = 0.0
+    rows = table.column("__row").to_numpy()
+    for i in range(len(aggregates)):
+        out[rows, i] = table.column(f"f{i}").to_numpy(zero_copy_only=False).astype(np.float64)
+    return out
+
+
+def _stacked_block(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    parent: str,
+    rows_table: str,
+    n_rows: int,
+    plan: LinkPlan,
+    grandchild: LinkPlan,
+) -> np.ndarray:
+    space = spec.spaces[parent]
+    on_parent = " and ".join(
+        f"c.{quote(f)} = r.{quote(k)}"
+        for f, k in zip(plan.foreign_key, space.key_columns, strict=True)
+    )
+    on_child = " and ".join(
+        f"g.{quote(f)} = c.{quote(k)}"
+        for f, k in zip(grandchild.foreign_key, plan.key, strict=True)
+    )
+    missing = _missing(con, grandchild)
+    sums = [
+        f"sum({_value_sql(c, 'g', present=c.column not in missing)}) as sum_{i}"
+        for i, c in enumerate(grandchild.columns)
+        if c.kind == "number"
+    ]
+    child_key = ", ".join(f"c.{quote(k)}" for k in plan.key)
+    where = _as_of_filter(space.as_of, plan, "c")
+    g_where = _as_of_filter(space.as_of, grandchild, "g").removeprefix("where ")
+    g_on = on_child + (f" and {g_where}" if g_where else "")
+    per_child = (
+        f"select r.__row, {child_key}, count(g.{quote(grandchild.foreign_key[0])}) as n"
+        + "".join(f", {s}" for s in sums)
+        + f" from {qualified(plan.table)} c join {rows_table} r on {on_parent} "
+        f"left join {qualified(grandchild.table)} g on {g_on} {where} group by all"
+    )
+    stacked = _stacked(plan, grandchild, missing)
+    select = ", ".join(f"cast({sql} as double) as f{i}" for i, (_, sql) in enumerate(stacked))
+    table = fetch_arrow(
+        con, f"with pc as ({per_child}) select pc.__row as __row, {select} from pc group by 1"
+    )
+    out = np.full((n_rows, len(stacked)), np.nan)
+    rows = table.column("__row").to_numpy()
+    for i in range(len(stacked)):
+        out[rows, i] = table.column(f"f{i}").to_numpy(zero_copy_only=False).astype(np.float64)
+    return out
+
+
+@dataclass
+class ChildStatistics:
+    """A space's child statistics: the plans, their feature names and the normalisation
+    (signed log, then z-score, fitted once), saved with the space like a codec."""
+
+    plans: list[LinkPlan]
+    names: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, plans: list[LinkPlan], values: np.ndarray) -> ChildStatistics:
+        logged = _signed_log(values)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean 0, std 1
+            mean = np.nan_to_num(np.nanmean(logged, axis=0))
+            std = np.nan_to_num(np.nanstd(logged, axis=0))
+        std = np.where(std > 1e-9, std, 1.0)
+        return cls(plans, feature_names(plans), mean, std)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    def transform(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """`features` [n, F] (normalised, 0 where undefined) and `defined` [n, F]."""
+        defined = np.isfinite(values)
+        z = np.clip((_signed_log(values) - self.mean) / self.std, -6, 6)
+        return {
+            "features": np.where(defined, z, 0.0).astype(np.float32),
+            "defined": defined,
+        }
+
+    def state(self) -> dict:
+        return {
+            "plans": [p.state() for p in self.plans],
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> ChildStatistics:
+        plans = [LinkPlan.from_state(p) for p in state["plans"]]
+        return cls(plans, feature_names(plans), np.array(state["mean"]), np.array(state["std"]))
+
+
+def _signed_log(values: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): counts, sums and amounts are heavy-tailed."""
+    with np.errstate(invalid="ignore"):
+        return np.sign(values) * np.log1p(np.abs(values))
