@@ -16,20 +16,25 @@ OOD_WARNING_SIGMA = 3.0
 def predictions_table(
     predictor: Predictor,
     keys: pa.Table,
+    raw: np.ndarray,
     embeddings: np.ndarray,
+    split: np.ndarray,
     importance: dict[str, np.ndarray],
     extra_warnings: list[str],
 ) -> pa.Table:
-    """`ml.<space>__<target>_predictions` rows: one per row of the space, target known or not."""
+    """`ml.<space>__<target>_predictions` rows: one per row of the space, target known or not.
+
+    `raw`: the predictor's outputs (out-of-fold for `split == 'train'` rows); predictions are
+    in the target's own values and type."""
     n = len(embeddings)
     ood = predictor.ood_sigma(embeddings)
     columns = {name: keys.column(name) for name in keys.column_names}
     if predictor.task == "classification":
-        probabilities = predictor.probabilities(embeddings)
+        probabilities = predictor.probabilities(raw)
         decided = predictor.decide(probabilities)
         chosen = probabilities[np.arange(n), decided]
         if predictor.positive is not None:
-            positive = predictor.classes.index(predictor.positive)
+            positive = predictor.positive
             margin = np.abs(probabilities[:, positive] - predictor.threshold)
             confidence = margin / np.where(
                 probabilities[:, positive] >= predictor.threshold,
@@ -39,19 +44,19 @@ def predictions_table(
         else:
             entropy = -(probabilities * np.log(probabilities + 1e-12)).sum(axis=1)
             confidence = 1 - entropy / math.log(len(predictor.classes))
-        columns["prediction"] = pa.array([predictor.classes[i] for i in decided], pa.string())
+        columns["prediction"] = pa.array(
+            [predictor.classes[i] for i in decided], predictor.prediction_type
+        )
         columns["probability"] = pa.array(chosen.astype(np.float64))
+        labels = predictor.class_labels
         columns["probabilities"] = pa.array(
-            [
-                list(zip(predictor.classes, row.astype(float).tolist(), strict=True))
-                for row in probabilities
-            ],
+            [list(zip(labels, row.astype(float).tolist(), strict=True)) for row in probabilities],
             pa.map_(pa.string(), pa.float64()),
         )
         columns["interval_low"] = pa.nulls(n, pa.float64())
         columns["interval_high"] = pa.nulls(n, pa.float64())
     else:
-        values = predictor.regress(embeddings).astype(np.float64)
+        values = np.asarray(raw, np.float64)
         low, high = predictor.interval
         columns["prediction"] = pa.array(values)
         columns["probability"] = pa.nulls(n, pa.float64())
@@ -59,6 +64,7 @@ def predictions_table(
         columns["interval_low"] = pa.array(values + low)
         columns["interval_high"] = pa.array(values + high)
         confidence = 1 / (1 + np.maximum(ood, 0))
+    columns["split"] = pa.array(split, pa.string())
     warnings = []
     for i in range(n):
         row = list(extra_warnings)

@@ -135,9 +135,10 @@ def stored_profiles(
         rows = con.execute(
             f"select {', '.join(quote(f) for f in fields)} from {table} where space = ?", [name]
         ).fetchall()
-        stored = [ColumnProfile(**dict(zip(fields, row, strict=True))) for row in rows]
-        for profile in stored:
-            profile.evidence = json.loads(profile.evidence) if profile.evidence else {}
+        for row in rows:
+            values = dict(zip(fields, row, strict=True))
+            values["evidence"] = json.loads(values["evidence"]) if values["evidence"] else {}
+            stored.append(ColumnProfile(**values))
     roles = structural_roles(spec, name)
     fits = bool(stored) and [p.column for p in stored] == list(table_columns(con, space.table))
     for profile in stored if fits else []:

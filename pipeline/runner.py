@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline.encoders import column_type
 from pipeline.errors import DataWarning, PipelineError
 from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE, create_rows_table
+from pipeline.inputs import ROWS_TABLE
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model import token_specs
 from pipeline.predictions import predictions_table
-from pipeline.predictors import Predictor, target_labels, train_predictor
-from pipeline.profiling import ColumnProfile, profile_space, profiles_table
+from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
+from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
 from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult
@@ -179,31 +180,59 @@ def _space_rows_embeddings(con, spec: Spec, name: str) -> np.ndarray:
     return flat.astype(np.float32).reshape(len(table), -1)
 
 
-def _target_values(con, spec: Spec, name: str, target: str) -> tuple[list, str]:
+def _target_column(con, spec: Spec, name: str, target: str) -> pa.ChunkedArray:
+    """The target column as stored (its own type), in row order."""
     space = spec.spaces[name]
     on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
-    rows = con.execute(
+    return fetch_arrow(
+        con,
         f"select t.{quote(target)} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
+        "order by r.__row",
+    ).column(0)
+
+
+def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
+    """Epoch seconds of the space's `time_column` in row order (NULL last), or None."""
+    space = spec.spaces[name]
+    if not space.time_column:
+        return None
+    on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+    column = column_type("timestamp").read_sql.replace("{column}", f"t.{quote(space.time_column)}")
+    rows = con.execute(
+        f"select {column} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
         "order by r.__row"
     ).fetchall()
-    return [row[0] for row in rows]
+    return np.array([np.inf if r[0] is None else r[0] for r in rows], np.float64)
 
 
 def train_target(spec: Spec, name: str, target: str) -> Predictor:
-    """Train the predictor for `name.target` on the frozen embeddings of the space."""
+    """Cross-fit the predictor candidates for `name.target` on the space's embeddings, its
+    columns and its child statistics; keep the best (see `pipeline.predictors`)."""
     warehouse = warehouse_of(spec)
     started = dt.datetime.now(dt.UTC)
+    space = Space.load(space_folder(spec, name))
     with warehouse.connect() as con:
         target_type = _target_type(con, spec, name, target)
-        create_rows_table(con, spec, name)
+        inputs = space.read_inputs(warehouse, con, spec)
         embeddings = _space_rows_embeddings(con, spec, name)
-        labels = target_labels(_target_values(con, spec, name, target), target_type)
-        predictor = train_predictor(
-            name, target, target_type, embeddings, labels, spec.seed, spec.training.predictor_epochs
-        )
-        predictor.save(predictor_folder(spec, name, target))
-        result = TrainingResult(choices=None, started_at=started.timestamp())
-        result.finished_at = dt.datetime.now(dt.UTC).timestamp()
+        values = _target_column(con, spec, name, target)
+        time_order = _time_order(con, spec, name)
+    # the warehouse is not held while the candidates train
+    labels = read_target(name, target, target_type, values)
+    predictor = train_predictor(
+        predictor_features(inputs, embeddings),
+        labels,
+        inputs.keys,
+        spec.seed,
+        model=spec.spaces[name].column(target).model,
+        epochs=spec.training.predictor_epochs,
+        time_order=time_order,
+    )
+    predictor.space_version = space.version
+    predictor.save(predictor_folder(spec, name, target))
+    result = TrainingResult(choices=None, started_at=started.timestamp())
+    result.finished_at = dt.datetime.now(dt.UTC).timestamp()
+    with warehouse.connect() as con:
         _record_run(
             warehouse,
             con,
@@ -220,11 +249,33 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
 
 
 def _target_type(con, spec: Spec, name: str, target: str) -> str:
-    profiles = profile_space(con, spec, name)
-    for p in profiles:
+    for p in stored_profiles(con, spec, name, spec.output_schema):
         if p.column == target:
             return p.detected_type
     raise PipelineError(f"space {name}: target column {target} not found")
+
+
+def _split(predictor: Predictor, keys: pa.Table, raw: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows labelled at training get their out-of-fold output (`train`); the rest are scored
+    by the fold models together (`unlabelled`)."""
+    split = np.full(keys.num_rows, "unlabelled", dtype=object)
+    if predictor.out_of_fold is None or keys.num_rows == 0:
+        return raw, split
+    names = keys.column_names
+    position = {key: i for i, key in enumerate(_key_tuples(keys, names))}
+    stored = predictor.out_of_fold
+    oof_keys = _key_tuples(stored, names)
+    raw = raw.copy()
+    for key, value in zip(oof_keys, stored.column("raw").to_pylist(), strict=True):
+        row = position.get(key)
+        if row is not None:
+            raw[row] = value if raw.ndim > 1 else value[0]
+            split[row] = "train"
+    return raw, split
+
+
+def _key_tuples(table: pa.Table, names: list[str]) -> list[tuple]:
+    return list(zip(*(table.column(k).to_pylist() for k in names), strict=True))
 
 
 def predict(spec: Spec, name: str, target: str) -> int:
@@ -234,14 +285,20 @@ def predict(spec: Spec, name: str, target: str) -> int:
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
-        embeddings = space.embed(inputs)
-        reference = predictor.score(embeddings)
+    embeddings = space.embed(inputs)
+    features = predictor_features(inputs, embeddings)
+    raw, split = _split(predictor, inputs.keys, predictor.raw(features))
+    importance = predictor.contributions(features)
+    if importance is None:
+        reference = predictor.score(raw)
         importance = {}
         for t, token in enumerate(token_specs(inputs)):
-            importance[token.name] = np.abs(reference - predictor.score(space.embed(inputs, t)))
-        drift = inputs.drift_warnings(spec.spaces[name].table)
-        _warn(f"space {name} predicting {target}", drift)
-        table = predictions_table(predictor, inputs.keys, embeddings, importance, drift)
+            masked = predictor_features(inputs, space.embed(inputs, t))
+            importance[token.name] = np.abs(reference - predictor.score(predictor.raw(masked)))
+    drift = inputs.drift_warnings(spec.spaces[name].table)
+    _warn(f"space {name} predicting {target}", drift)
+    table = predictions_table(predictor, inputs.keys, raw, embeddings, split, importance, drift)
+    with warehouse.connect() as con:
         warehouse.write_table(con, predictions_name(name, target), table)
     return table.num_rows
 

@@ -29,6 +29,9 @@ class ColumnSpec(_Strict):
     p_mask: float | None = Field(default=None, ge=0.0, le=1.0)
     p_prune: float | None = Field(default=None, ge=0.0, le=1.0)
     embed: bool = False
+    model: Literal["auto", "gbdt", "mlp"] = "auto"
+    """For a target: which predictor to keep; `auto` cross-fits every candidate and keeps the
+    best out-of-fold score."""
 
 
 class ChildSpec(_Strict):

@@ -14,8 +14,9 @@ import yaml
 
 from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
-from pipeline.predictors import target_labels, train_predictor
+from pipeline.predictors import PredictorFeatures, read_target, train_predictor
 from pipeline.spec import Spec, load_spec
+from pipeline.warehouse import fetch_arrow
 
 REPO = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -57,19 +58,23 @@ def parent_only_spec_dict(warehouse: Path, artifacts: Path, output_schema: str) 
 
 
 def held_out_churn_auc(spec: Spec, split_seeds: tuple[int, ...]) -> list[float]:
-    """Churn AUC on held-out customers, one per split seed, from the stored embeddings."""
+    """Out-of-fold churn AUC of an MLP on the stored embeddings alone, one per fold seed."""
     con = duckdb.connect(str(spec.warehouse), read_only=True)
     try:
-        rows = con.execute(
-            f"select e.embedding, c.churned from {spec.output_schema}.customers_embeddings e "
-            "join main.stg_customers c using (customer_id) order by customer_id"
-        ).fetchall()
+        table = fetch_arrow(
+            con,
+            f"select e.customer_id, e.embedding, c.churned "
+            f"from {spec.output_schema}.customers_embeddings e "
+            "join main.stg_customers c using (customer_id) order by customer_id",
+        )
     finally:
         con.close()
-    embeddings = np.array([r[0] for r in rows], np.float32)
-    labels = target_labels([r[1] for r in rows], "boolean")
+    embeddings = np.array(table.column("embedding").to_pylist(), np.float32)
+    features = PredictorFeatures(embeddings, np.zeros((len(embeddings), 0)), [], [], [])
+    target = read_target("customers", "churned", "boolean", table.column("churned"))
+    keys = table.select(["customer_id"])
     return [
-        train_predictor("customers", "churned", "boolean", embeddings, labels, seed).metrics["auc"]
+        train_predictor(features, target, keys, seed, model="mlp").metrics["auc"]
         for seed in split_seeds
     ]
 

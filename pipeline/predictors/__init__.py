@@ -1,0 +1,22 @@
+"""Predictors for target columns: candidates (an MLP on the frozen embedding, LightGBM on the
+embedding + the parent's columns + the child statistics) cross-fitted on the same folds,
+the best kept, calibrated on out-of-fold scores.
+
+Modules: `targets` (the target in its own values), `features` (what a predictor reads),
+`candidates` (the protocol), `mlp`, `gbdt`, `selection` (folds, cross-fitting, choice),
+`calibration`, `predictor` (the trained predictor, saved without pickle).
+"""
+
+from pipeline.predictors.features import PredictorFeatures, predictor_features
+from pipeline.predictors.predictor import CANDIDATES, Predictor, train_predictor
+from pipeline.predictors.targets import Target, read_target
+
+__all__ = [
+    "CANDIDATES",
+    "Predictor",
+    "PredictorFeatures",
+    "Target",
+    "predictor_features",
+    "read_target",
+    "train_predictor",
+]

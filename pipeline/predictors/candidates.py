@@ -1,0 +1,52 @@
+"""What every predictor candidate provides: `fit` on some labelled rows, then raw outputs
+(logits [n, classes] for classification, values [n] for regression) for any rows. The
+selection module owns folds and scores; a candidate owns only its model."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.targets import Target
+
+
+class FittedModel(Protocol):
+    def raw(self, features: PredictorFeatures) -> np.ndarray:
+        """Logits [n, n_classes] (classification) or values [n] (regression)."""
+
+    def contributions(self, features: PredictorFeatures) -> dict[str, np.ndarray] | None:
+        """|Contribution| of each input group per row, or None (then importance is measured
+        by masking the space's tokens)."""
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Plain JSON and named tensors (saved as safetensors): no pickle."""
+
+
+class Candidate(Protocol):
+    name: ClassVar[str]
+
+    def fit(
+        self, features: PredictorFeatures, target: Target, rows: np.ndarray, seed: int
+    ) -> FittedModel:
+        """Train on `rows` (indices of labelled rows); early stopping uses a seeded split of
+        those rows that does not depend on their labels."""
+
+
+def inner_split(rows: np.ndarray, seed: int, fraction: float = 0.15) -> tuple[np.ndarray, ...]:
+    """(fit rows, early-stopping rows): a seeded permutation, independent of the labels."""
+    order = np.random.default_rng(seed).permutation(rows)
+    n_stop = max(1, int(round(len(rows) * fraction))) if len(rows) > 4 else 0
+    return np.sort(order[n_stop:]), np.sort(order[:n_stop])
+
+
+def select_rows(features: PredictorFeatures, rows: np.ndarray) -> PredictorFeatures:
+    return PredictorFeatures(
+        features.embeddings[rows],
+        features.table[rows],
+        features.names,
+        features.groups,
+        features.categorical,
+    )

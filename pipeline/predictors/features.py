@@ -1,0 +1,58 @@
+"""What a predictor reads for each row: the space's embedding, and for tree models the
+parent's own columns and its child statistics as they are (no normalisation needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.encoders import column_type
+from pipeline.inputs import SpaceInputs
+
+LABEL_TYPES = ("category", "ordinal", "boolean")
+
+
+@dataclass
+class PredictorFeatures:
+    """Shape: embeddings [n, d]; table [n, f] (NaN where missing)."""
+
+    embeddings: np.ndarray
+    table: np.ndarray
+    names: list[str]
+    """Column of `table`: a parent column's name, or a child statistic's address."""
+    groups: list[str]
+    """What each table column belongs to, as feature importance names it: the parent column,
+    or the child table (`orders`) for its statistics."""
+    categorical: list[int]
+    """Columns of `table` holding class indices (0: rare or unseen label)."""
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.embeddings)
+
+
+def predictor_features(inputs: SpaceInputs, embeddings: np.ndarray) -> PredictorFeatures:
+    """Embeddings plus numbers, times and label indices of the parent's columns (through the
+    space's codecs) and the raw child statistics."""
+    n = inputs.n_rows
+    blocks, names, groups, categorical = [], [], [], []
+    for column in inputs.columns:
+        kind = column.codec.type
+        if column_type(kind).reads_numbers and column.raw is not None:
+            values = np.asarray(column.raw, np.float64)
+        elif kind in LABEL_TYPES:
+            present = column.arrays["present"].numpy()
+            values = np.where(present, column.arrays["target"].numpy(), np.nan).astype(np.float64)
+            categorical.append(len(names))
+        else:
+            continue  # text, email, url, json, vectors: the embedding carries them
+        blocks.append(values.reshape(n, 1))
+        names.append(column.name)
+        groups.append(column.name)
+    if inputs.statistics is not None:
+        blocks.append(inputs.statistics_values)
+        names += inputs.statistics.names
+        groups += [name.split("/", 1)[0] for name in inputs.statistics.names]
+    table = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
+    return PredictorFeatures(np.asarray(embeddings, np.float32), table, names, groups, categorical)

@@ -1,0 +1,161 @@
+"""An MLP on the frozen space embedding: focal loss with sqrt inverse-frequency class
+weights, AdamW, early stopping on a seeded split of its training rows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.predictors.candidates import inner_split
+from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.targets import Target
+
+HIDDEN = 128
+PATIENCE = 20
+
+
+class PredictorNet(nn.Module):
+    def __init__(self, input_dim: int, output_dim: int, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(input_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(0.1),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, output_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x [B, input_dim] -> [B, output_dim]."""
+        return self.layers(x)
+
+
+@dataclass
+class EmbeddingMLPModel:
+    net: PredictorNet
+    task: str
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @torch.no_grad()
+    def raw(self, features: PredictorFeatures) -> np.ndarray:
+        self.net.eval()
+        out = self.net(torch.from_numpy(features.embeddings)).numpy().astype(np.float64)
+        if self.task == "regression":
+            return out[:, 0] * self.target_std + self.target_mean
+        return out
+
+    def contributions(self, features: PredictorFeatures) -> None:
+        return None
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        first, last = self.net.layers[0], self.net.layers[-1]
+        return (
+            {
+                "task": self.task,
+                "target_mean": self.target_mean,
+                "target_std": self.target_std,
+                "input_dim": first.in_features,
+                "output_dim": last.out_features,
+            },
+            {k: v.detach().contiguous() for k, v in self.net.state_dict().items()},
+        )
+
+    @classmethod
+    def from_state(cls, state: dict, tensors: dict[str, torch.Tensor]) -> EmbeddingMLPModel:
+        net = PredictorNet(state["input_dim"], state["output_dim"])
+        net.load_state_dict(tensors)
+        net.eval()
+        return cls(net, state["task"], state["target_mean"], state["target_std"])
+
+
+class EmbeddingMLP:
+    name: ClassVar[str] = "mlp"
+
+    def __init__(self, epochs: int | None = None) -> None:
+        self.epochs = epochs
+
+    def fit(
+        self, features: PredictorFeatures, target: Target, rows: np.ndarray, seed: int
+    ) -> EmbeddingMLPModel:
+        fit_rows, stop_rows = inner_split(rows, seed)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        x = features.embeddings
+        if target.task == "classification":
+            n_classes = len(target.classes)
+            y = torch.from_numpy(target.y)
+            counts = np.bincount(target.y[fit_rows], minlength=n_classes).astype(np.float64)
+            weights = 1.0 / np.sqrt(np.maximum(counts, 1))
+            weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+            model = EmbeddingMLPModel(PredictorNet(x.shape[1], n_classes), target.task)
+
+            def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return _focal(out, t, weights)
+        else:
+            values = target.y[fit_rows]
+            mean, std = float(values.mean()), float(values.std()) or 1.0
+            y = torch.tensor((np.nan_to_num(target.y) - mean) / std, dtype=torch.float32)
+            model = EmbeddingMLPModel(PredictorNet(x.shape[1], 1), target.task, mean, std)
+
+            def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return F.smooth_l1_loss(out[:, 0], t)
+
+        _train(model.net, x, y, fit_rows, stop_rows, loss_fn, generator, self.epochs)
+        return model
+
+
+def _focal(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, gamma: float = 2.0
+) -> torch.Tensor:
+    log_p = F.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
+    return (-((1 - log_p.exp()) ** gamma) * log_p * weights[target]).mean()
+
+
+def _train(
+    net: PredictorNet,
+    x: np.ndarray,
+    y: torch.Tensor,
+    fit_rows: np.ndarray,
+    stop_rows: np.ndarray,
+    loss_fn,
+    generator: torch.Generator,
+    epochs: int | None,
+) -> None:
+    """Minibatch AdamW, early stopping on the held-back rows' loss (best weights kept)."""
+    xt, yt = torch.from_numpy(x[fit_rows]), y[fit_rows]
+    xv, yv = torch.from_numpy(x[stop_rows]), y[stop_rows]
+    n = len(xt)
+    batch = min(128, max(16, n // 8))
+    epochs = epochs or int(min(300, max(40, 4000 * batch // max(n, 1))))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    best, best_state, patience = math.inf, None, 0
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch):
+            rows = order[start : start + batch]
+            loss = loss_fn(net(xt[rows]), yt[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            val = float(loss_fn(net(xv), yv)) if len(xv) else float(loss)
+        if val < best - 1e-4:
+            best, patience = val, 0
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        else:
+            patience += 1
+            if patience >= PATIENCE:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()

@@ -1,0 +1,255 @@
+"""`Predictor`: the chosen candidate's k fold models with the calibration fitted on their
+out-of-fold scores, the out-of-fold scores of the labelled rows, and the
+out-of-distribution reference; trained by `train_predictor`, saved without pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.artifacts import load_json, save_json
+from pipeline.predictors import calibration
+from pipeline.predictors.candidates import Candidate, FittedModel
+from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
+from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
+from pipeline.predictors.selection import CrossFit, assign_folds, choose, cross_fit
+from pipeline.predictors.targets import Target, class_text
+
+OOD_NEIGHBOURS = 5
+OOD_REFERENCE_ROWS = 2000
+CANDIDATES = ("gbdt", "mlp")
+MODEL_TYPES = {"mlp": EmbeddingMLPModel, "gbdt": GradientBoostedModel}
+
+
+def candidates(model: str, epochs: int | None) -> list[Candidate]:
+    """The candidates to try: all of them (`auto`) or the one the spec names."""
+    every = {"gbdt": GradientBoosted(), "mlp": EmbeddingMLP(epochs)}
+    return list(every.values()) if model == "auto" else [every[model]]
+
+
+@dataclass
+class Predictor:
+    """A trained predictor for `space.target`."""
+
+    space: str
+    target: str
+    task: str
+    model: str
+    models: list[FittedModel]
+    classes: list = field(default_factory=list)
+    positive: int | None = None
+    temperature: float = 1.0
+    threshold: float = 0.5
+    interval: tuple[float, float] = (0.0, 0.0)
+    ood_reference: np.ndarray | None = None
+    ood_mean: float = 0.0
+    ood_std: float = 1.0
+    metrics: dict = field(default_factory=dict)
+    out_of_fold: pa.Table | None = None
+    """Key columns and `raw` out-of-fold outputs of the rows labelled at training."""
+    target_type: str = "string"
+    """Arrow type of the target column: predictions are written in it."""
+    space_version: str = ""
+    version: str = ""
+
+    @property
+    def prediction_type(self) -> pa.DataType:
+        if self.task == "regression":
+            return pa.float64()
+        try:
+            return pa.type_for_alias(self.target_type)
+        except ValueError:
+            return pa.string()
+
+    @property
+    def class_labels(self) -> list[str]:
+        return [class_text(c) for c in self.classes]
+
+    # ---- inference -------------------------------------------------------------------------
+    def raw(self, features: PredictorFeatures) -> np.ndarray:
+        """Mean of the fold models' outputs: logits [n, classes] or values [n]."""
+        return np.mean([m.raw(features) for m in self.models], axis=0)
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        return calibration.softmax(raw, self.temperature)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        return calibration.decide(probabilities, self.positive, self.threshold)
+
+    def score(self, raw: np.ndarray) -> np.ndarray:
+        """One number per row that moves with the prediction (for importance by masking)."""
+        if self.task == "regression":
+            return raw / max(self.metrics.get("target_std", 1.0), 1e-12)
+        probabilities = self.probabilities(raw)
+        return probabilities[np.arange(len(probabilities)), self.decide(probabilities)]
+
+    def contributions(self, features: PredictorFeatures) -> dict[str, np.ndarray] | None:
+        parts = [m.contributions(features) for m in self.models]
+        if any(p is None for p in parts):
+            return None
+        return {name: np.mean([p[name] for p in parts], axis=0) for name in parts[0]}
+
+    def ood_sigma(self, embeddings: np.ndarray) -> np.ndarray:
+        """Distance to the nearest training embeddings, in standard deviations of that
+        distance among the training rows themselves."""
+        distances = knn_distance(np.asarray(embeddings, np.float32), self.ood_reference)
+        return (distances - self.ood_mean) / self.ood_std
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, folder: Path) -> str:
+        """Write the predictor; sets and returns its version (a hash of what was written)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"ood_reference": torch.from_numpy(np.ascontiguousarray(self.ood_reference))}
+        states = []
+        for i, model in enumerate(self.models):
+            state, weights = model.state()
+            states.append(state)
+            tensors.update({f"fold{i}.{k}": v for k, v in weights.items()})
+        save_file(tensors, str(folder / "predictor.safetensors"))
+        if self.out_of_fold is not None:
+            pq.write_table(self.out_of_fold, folder / "out_of_fold.parquet")
+        meta = {
+            "space": self.space,
+            "target": self.target,
+            "task": self.task,
+            "model": self.model,
+            "classes": self.classes,
+            "positive": self.positive,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "interval": list(self.interval),
+            "ood_mean": self.ood_mean,
+            "ood_std": self.ood_std,
+            "metrics": self.metrics,
+            "target_type": self.target_type,
+            "space_version": self.space_version,
+            "fold_models": states,
+        }
+        digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=float).encode())
+        digest.update((folder / "predictor.safetensors").read_bytes())
+        self.version = digest.hexdigest()[:12]
+        save_json({**meta, "version": self.version}, folder / "predictor.json")
+        return self.version
+
+    @classmethod
+    def load(cls, folder: Path) -> Predictor:
+        meta = load_json(folder / "predictor.json")
+        tensors = load_file(str(folder / "predictor.safetensors"))
+        model_type = MODEL_TYPES[meta["model"]]
+        models = []
+        for i, state in enumerate(meta["fold_models"]):
+            prefix = f"fold{i}."
+            weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            models.append(model_type.from_state(state, weights))
+        oof_path = folder / "out_of_fold.parquet"
+        return cls(
+            space=meta["space"],
+            target=meta["target"],
+            task=meta["task"],
+            model=meta["model"],
+            models=models,
+            classes=meta["classes"],
+            positive=meta["positive"],
+            temperature=meta["temperature"],
+            threshold=meta["threshold"],
+            interval=tuple(meta["interval"]),
+            ood_reference=tensors["ood_reference"].numpy(),
+            ood_mean=meta["ood_mean"],
+            ood_std=meta["ood_std"],
+            metrics=meta["metrics"],
+            out_of_fold=pq.read_table(oof_path) if oof_path.exists() else None,
+            target_type=meta["target_type"],
+            space_version=meta["space_version"],
+            version=meta["version"],
+        )
+
+
+def knn_distance(x: np.ndarray, reference: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+    out = np.empty(len(x), np.float32)
+    k = min(OOD_NEIGHBOURS + int(exclude_self), len(reference))
+    for start in range(0, len(x), 2048):
+        chunk = torch.cdist(torch.from_numpy(x[start : start + 2048]), torch.from_numpy(reference))
+        nearest = chunk.topk(k, largest=False).values
+        if exclude_self:
+            nearest = nearest[:, 1:]
+        out[start : start + 2048] = nearest.mean(dim=1).numpy()
+    return out
+
+
+def train_predictor(
+    features: PredictorFeatures,
+    target: Target,
+    keys: pa.Table,
+    seed: int,
+    model: str = "auto",
+    epochs: int | None = None,
+    time_order: np.ndarray | None = None,
+) -> Predictor:
+    """Cross-fit every candidate on the labelled rows, keep the best by its out-of-fold score,
+    and calibrate it on its out-of-fold outputs; metrics are out-of-fold too."""
+    folds = assign_folds(target, seed, time_order)
+    results = [cross_fit(c, features, target, folds, seed) for c in candidates(model, epochs)]
+    chosen = choose(results)
+    labelled = np.flatnonzero(folds >= 0)
+    predictor = Predictor(
+        space=target.space,
+        target=target.column,
+        task=target.task,
+        model=chosen.name,
+        models=chosen.models,
+        classes=list(target.classes or []),
+        positive=target.positive,
+        target_type=str(target.arrow_type),
+    )
+    _calibrate(predictor, chosen, target, labelled)
+    predictor.metrics["chosen"] = chosen.name
+    predictor.metrics["folds"] = int(folds.max()) + 1
+    predictor.metrics["validation"] = (
+        "time-ordered folds" if time_order is not None else ("random folds")
+    )
+    predictor.metrics["candidates"] = [
+        {"name": r.name, "metric": r.metric, "score": abs(r.score), "seconds": round(r.seconds, 2)}
+        for r in results
+    ]
+    raw = chosen.out_of_fold[labelled]
+    oof = keys.take(pa.array(labelled))
+    predictor.out_of_fold = oof.append_column(
+        "raw", pa.array(raw.reshape(len(labelled), -1).tolist(), pa.list_(pa.float64()))
+    )
+    rng = np.random.default_rng(seed)
+    reference = features.embeddings[rng.permutation(labelled)[:OOD_REFERENCE_ROWS]]
+    predictor.ood_reference = np.ascontiguousarray(reference)
+    own = knn_distance(reference, reference, exclude_self=True)
+    predictor.ood_mean, predictor.ood_std = float(own.mean()), float(own.std()) or 1.0
+    return predictor
+
+
+def _calibrate(predictor: Predictor, chosen: CrossFit, target: Target, rows: np.ndarray) -> None:
+    raw, y = chosen.out_of_fold[rows], target.y[rows]
+    if target.task == "regression":
+        residuals = y - raw
+        predictor.interval = (
+            float(np.quantile(residuals, 0.05)),
+            float(np.quantile(residuals, 0.95)),
+        )
+        predictor.metrics = calibration.regression_metrics(raw, y)
+        predictor.metrics["target_std"] = float(y.std()) or 1.0
+        return
+    predictor.temperature = calibration.fit_temperature(raw, y)
+    probabilities = predictor.probabilities(raw)
+    if predictor.positive is not None:
+        predictor.threshold = calibration.fit_threshold(
+            probabilities[:, predictor.positive], y == predictor.positive
+        )
+    predictor.metrics = calibration.classification_metrics(
+        probabilities, y, predictor.positive, predictor.threshold
+    )

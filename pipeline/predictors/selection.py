@@ -1,0 +1,88 @@
+"""Cross-fitting and choosing a candidate: every candidate is trained k times, each time
+scoring the fold it did not see, so every labelled row gets an out-of-fold score; the
+candidate with the best out-of-fold score is kept and every score is recorded."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.predictors.calibration import validation_score
+from pipeline.predictors.candidates import Candidate, FittedModel, select_rows
+from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.targets import Target
+
+log = logging.getLogger(__name__)
+
+
+def n_folds(n_labelled: int) -> int:
+    return 5 if n_labelled < 50_000 else 3
+
+
+def assign_folds(target: Target, seed: int, time_order: np.ndarray | None = None) -> np.ndarray:
+    """Fold index of each row (-1: unlabelled). Random by a seeded permutation (never by the
+    labels, so changing one fold's labels changes no other fold's models); contiguous time
+    blocks when the table has a time column."""
+    known = np.flatnonzero(target.known)
+    k = n_folds(len(known))
+    folds = np.full(len(target.y), -1, np.int64)
+    if time_order is not None:
+        order = known[np.argsort(time_order[known], kind="stable")]
+    else:
+        order = np.random.default_rng(seed).permutation(known)
+    for fold, part in enumerate(np.array_split(order, k)):
+        folds[part] = fold
+    return folds
+
+
+@dataclass
+class CrossFit:
+    """One candidate's k models and its out-of-fold raw outputs for the labelled rows."""
+
+    name: str
+    models: list[FittedModel]
+    out_of_fold: np.ndarray
+    metric: str
+    score: float
+    seconds: float
+
+    def raw(self, features: PredictorFeatures) -> np.ndarray:
+        """The mean of the k models' outputs (for rows no model was trained on)."""
+        return np.mean([m.raw(features) for m in self.models], axis=0)
+
+
+def cross_fit(
+    candidate: Candidate,
+    features: PredictorFeatures,
+    target: Target,
+    folds: np.ndarray,
+    seed: int,
+) -> CrossFit:
+    started = time.perf_counter()
+    models, out_of_fold = [], None
+    for fold in range(int(folds.max()) + 1):
+        train_rows = np.flatnonzero((folds >= 0) & (folds != fold))
+        held_out = np.flatnonzero(folds == fold)
+        model = candidate.fit(features, target, train_rows, seed + fold)
+        raw = model.raw(select_rows(features, held_out))
+        if out_of_fold is None:
+            out_of_fold = np.full((len(folds), *raw.shape[1:]), np.nan)
+        out_of_fold[held_out] = raw
+        models.append(model)
+    labelled = np.flatnonzero(folds >= 0)
+    metric, score = validation_score(target, out_of_fold, labelled)
+    seconds = time.perf_counter() - started
+    log.info("candidate %s: out-of-fold %s %.4f (%.1f s)", candidate.name, metric, score, seconds)
+    return CrossFit(candidate.name, models, out_of_fold, metric, score, seconds)
+
+
+def choose(results: list[CrossFit]) -> CrossFit:
+    """The best out-of-fold score; on a tie the earlier (simpler) candidate."""
+    best = results[0]
+    for result in results[1:]:
+        if result.score > best.score + 1e-9:
+            best = result
+    return best
