@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import runner  # noqa: E402
-from pipeline.predictors import holdout_mask  # noqa: E402
 from tests.conftest import (  # noqa: E402
     demo_spec_dict,
     held_out_churn_auc,
@@ -46,6 +45,17 @@ select c.customer_id, c.churned, c.age, c.plan, c.region_id, epoch(c.signup_date
 from main.stg_customers c left join main.stg_orders o using (customer_id)
 group by all order by c.customer_id
 """
+
+
+def holdout_mask(labels: list[str], seed: int, fraction: float = 0.2) -> np.ndarray:
+    """A seeded 20% hold-out, stratified by label."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(labels)
+    mask = np.zeros(len(values), dtype=bool)
+    for value in sorted(set(labels)):
+        rows = np.flatnonzero(values == value)
+        mask[rng.permutation(rows)[: int(round(len(rows) * fraction))]] = True
+    return mask
 
 
 def aggregates_auc(warehouse: Path, seeds) -> list[float]:

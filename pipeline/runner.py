@@ -150,6 +150,12 @@ def embed(spec: Spec, name: str) -> int:
         inputs = space.read_inputs(warehouse, con, spec)
         _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
         embeddings = space.embed(inputs)
+        if not np.isfinite(embeddings).all():
+            raise PipelineError(
+                f"space {name}: the model gives non-finite embeddings for "
+                f"{int((~np.isfinite(embeddings)).any(axis=1).sum())} row(s); nothing was "
+                f"written -> retrain the space (python -m pipeline train --space {name})"
+            )
         warehouse.write_table(con, f"{name}_embeddings", space.embeddings_table(inputs, embeddings))
     return len(embeddings)
 

@@ -47,7 +47,7 @@ class ChildSetEncoder(nn.Module):
         weight = visible.unsqueeze(-1).float()
         n_visible = weight.sum(1).clamp(min=1)
         mean = (projected * weight).sum(1) / n_visible
-        spread = (((projected - mean[:, None]) ** 2 * weight).sum(1) / n_visible).sqrt()
+        spread = ((((projected - mean[:, None]) ** 2 * weight).sum(1) / n_visible) + 1e-6).sqrt()
         largest = projected.masked_fill(~visible.unsqueeze(-1), -1e4).amax(1)
         largest = torch.where(visible.any(1, keepdim=True), largest, torch.zeros_like(largest))
         count = batch["count"].float().unsqueeze(-1)

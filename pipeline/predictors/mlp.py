@@ -17,7 +17,8 @@ from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
 
 HIDDEN = 128
-PATIENCE = 20
+PATIENCE = 10
+UPDATES = 1500
 
 
 class PredictorNet(nn.Module):
@@ -133,8 +134,8 @@ def _train(
     xt, yt = torch.from_numpy(x[fit_rows]), y[fit_rows]
     xv, yv = torch.from_numpy(x[stop_rows]), y[stop_rows]
     n = len(xt)
-    batch = min(128, max(16, n // 8))
-    epochs = epochs or int(min(300, max(40, 4000 * batch // max(n, 1))))
+    batch = min(256, max(32, n // 8))
+    epochs = epochs or int(min(200, max(20, UPDATES * batch // max(n, 1))))
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     best, best_state, patience = math.inf, None, 0
     for _ in range(epochs):

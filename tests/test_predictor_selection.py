@@ -1,0 +1,98 @@
+"""Cross-fitting, candidate choice and targets in their own values, on planted arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.predictors import PredictorFeatures, read_target, train_predictor
+from pipeline.predictors.selection import assign_folds
+
+N = 400
+
+
+def _planted(seed: int = 0) -> tuple[PredictorFeatures, np.ndarray]:
+    """Embeddings that carry a weak signal; a table column (a child sum) that carries a strong
+    one. The label is 0/1."""
+    rng = np.random.default_rng(seed)
+    child_sum = rng.lognormal(3, 1, N)
+    label = (child_sum > np.median(child_sum)).astype(np.int32)
+    embeddings = rng.normal(size=(N, 8)).astype(np.float32)
+    embeddings[:, 0] += 0.3 * label
+    table = np.stack([child_sum, rng.normal(size=N)], axis=1)
+    features = PredictorFeatures(
+        embeddings, table, ["orders/amount/sum", "age"], ["orders", "age"], []
+    )
+    return features, label
+
+
+def _keys() -> pa.Table:
+    return pa.table({"customer_id": pa.array(np.arange(N), pa.int32())})
+
+
+@pytest.mark.parametrize("model", ["gbdt", "mlp"])
+def test_flipping_one_folds_labels_leaves_its_out_of_fold_scores_unchanged(model: str) -> None:
+    features, label = _planted()
+    target = read_target("customers", "churned", "boolean", pa.chunked_array([label]))
+    folds = assign_folds(target, seed=0)
+    first = train_predictor(features, target, _keys(), seed=0, model=model, epochs=30)
+
+    flipped = label.copy()
+    flipped[folds == 0] = 1 - flipped[folds == 0]
+    target_flipped = read_target("customers", "churned", "boolean", pa.chunked_array([flipped]))
+    assert (assign_folds(target_flipped, seed=0) == folds).all()
+    second = train_predictor(features, target_flipped, _keys(), seed=0, model=model, epochs=30)
+
+    def raw(predictor) -> np.ndarray:
+        return np.array(predictor.out_of_fold.column("raw").to_pylist())
+
+    fold0 = np.flatnonzero(folds == 0)
+    others = np.flatnonzero(folds > 0)
+    np.testing.assert_array_equal(raw(first)[fold0], raw(second)[fold0])
+    assert not np.allclose(raw(first)[others], raw(second)[others])
+
+
+def test_every_candidate_is_scored_and_the_best_kept() -> None:
+    features, label = _planted()
+    target = read_target("customers", "churned", "boolean", pa.chunked_array([label]))
+    predictor = train_predictor(features, target, _keys(), seed=0, epochs=30)
+    scores = {c["name"]: c["score"] for c in predictor.metrics["candidates"]}
+    assert set(scores) == {"gbdt", "mlp"}
+    assert predictor.model == "gbdt" == max(scores, key=scores.get)
+    assert scores["gbdt"] > 0.95 and scores["mlp"] < 0.9
+    assert predictor.metrics["auc"] > 0.95 and predictor.metrics["validation_rows"] == N
+    contributions = predictor.contributions(features)
+    assert contributions["orders"].mean() > 5 * contributions["age"].mean()
+
+
+def test_time_ordered_folds_validate_on_the_latest_rows() -> None:
+    _, label = _planted()
+    target = read_target("customers", "churned", "boolean", pa.chunked_array([label]))
+    time_order = np.random.default_rng(1).permutation(N).astype(np.float64)
+    folds = assign_folds(target, seed=0, time_order=time_order)
+    latest = folds == folds.max()
+    assert time_order[latest].min() > time_order[~latest].max()
+
+
+@pytest.mark.parametrize(
+    ("values", "arrow_type", "classes", "positive"),
+    [
+        ([0, 1, 1, None], pa.int32(), [0, 1], 1),
+        ([True, False, None, True], pa.bool_(), [False, True], 1),
+        (["yes", "no", "no", None], pa.string(), ["no", "yes"], 1),
+        (["gold", "silver", "bronze", "gold"], pa.string(), ["bronze", "gold", "silver"], None),
+    ],
+)
+def test_targets_keep_their_own_values(values, arrow_type, classes, positive) -> None:
+    kind = "category" if len(classes) > 2 else "boolean"
+    target = read_target("s", "t", kind, pa.chunked_array([pa.array(values * 5, arrow_type)]))
+    assert target.classes == classes and target.positive == positive
+    assert target.arrow_type == arrow_type
+    assert int(target.known.sum()) == sum(v is not None for v in values) * 5
+
+
+def test_a_target_with_one_class_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match=r"spaces\.s\.columns\.t: every known target is '1'"):
+        read_target("s", "t", "boolean", pa.chunked_array([pa.array([1] * 20, pa.int32())]))
