@@ -36,11 +36,12 @@ def predictions_table(
         if predictor.positive is not None:
             positive = predictor.positive
             margin = np.abs(probabilities[:, positive] - predictor.threshold)
-            confidence = margin / np.where(
+            room = np.where(
                 probabilities[:, positive] >= predictor.threshold,
                 1 - predictor.threshold,
                 predictor.threshold,
             )
+            confidence = margin / np.maximum(room, 1e-12)
         else:
             entropy = -(probabilities * np.log(probabilities + 1e-12)).sum(axis=1)
             confidence = 1 - entropy / math.log(len(predictor.classes))

@@ -107,7 +107,7 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
     """Train a space (its children and references must be embedded already) and save it."""
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
-        profiles = profile_space(con, spec, name)
+        profiles = stored_profiles(con, spec, name, spec.output_schema)
         space = Space.train(warehouse, con, spec, name, profiles, progress=progress)
         folder = space_folder(spec, name)
         space.save(folder)

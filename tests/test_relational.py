@@ -1,0 +1,239 @@
+"""Signal that only the child tables carry: a label that depends on a sum over a child table,
+on the ratio of two children's sums, or on a grandchild. The pipeline, given only tables,
+keys and the target, must find it; the parent table alone must not. Held-out parents have a
+NULL label in the warehouse (the pipeline never sees it) and are scored against the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline import runner
+from pipeline.errors import DataWarning
+from tests.conftest import write_spec
+
+N_CUSTOMERS = 600
+HELD_OUT = 4  # every 4th customer is held out
+
+
+def _shop(path: Path, seed: int = 0) -> dict[str, pa.Table]:
+    """Customers with noise columns; orders (1-8 per customer), refunds (0-4) and order items
+    (1-4 per order), amounts log-normal so sums are far from counts."""
+    rng = np.random.default_rng(seed)
+    customer = np.arange(N_CUSTOMERS)
+    n_orders = rng.integers(1, 9, N_CUSTOMERS)
+    order_customer = np.repeat(customer, n_orders)
+    n_refunds = rng.integers(0, 5, N_CUSTOMERS)
+    refund_customer = np.repeat(customer, n_refunds)
+    n_items = rng.integers(1, 5, len(order_customer))
+    item_order = np.repeat(np.arange(len(order_customer)), n_items)
+    tables = {
+        "customers": pa.table(
+            {
+                "customer_id": pa.array(customer, pa.int32()),
+                "age": rng.integers(18, 80, N_CUSTOMERS).astype(np.float64),
+                "plan": pa.array(rng.choice(["basic", "plus", "pro"], N_CUSTOMERS)),
+            }
+        ),
+        "orders": pa.table(
+            {
+                "order_id": pa.array(np.arange(len(order_customer)), pa.int32()),
+                "customer_id": pa.array(order_customer, pa.int32()),
+                "amount": np.round(rng.lognormal(3, 0.8, len(order_customer)), 2),
+                "channel": pa.array(rng.choice(["web", "store"], len(order_customer))),
+            }
+        ),
+        "refunds": pa.table(
+            {
+                "refund_id": pa.array(np.arange(len(refund_customer)), pa.int32()),
+                "customer_id": pa.array(refund_customer, pa.int32()),
+                "amount": np.round(rng.lognormal(2.5, 0.8, len(refund_customer)), 2),
+            }
+        ),
+        "order_items": pa.table(
+            {
+                "item_id": pa.array(np.arange(len(item_order)), pa.int32()),
+                "order_id": pa.array(item_order, pa.int32()),
+                "weight": np.round(rng.lognormal(0, 1, len(item_order)), 3),
+            }
+        ),
+    }
+    con = duckdb.connect(str(path))
+    try:
+        for name, table in tables.items():
+            con.register("incoming", table)
+            con.execute(f"create table {name} as select * from incoming")
+            con.unregister("incoming")
+    finally:
+        con.close()
+    return tables
+
+
+def _label(path: Path, score_sql: str) -> dict[int, int]:
+    """Set `label` (0/1 INTEGER) to whether the customer's score is above the median; NULL for
+    held-out customers. Returns the true label of every customer."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(f"create table scores as {score_sql}")
+        median = con.execute("select median(score) from scores").fetchone()[0]
+        con.execute(
+            "create or replace table customers as select c.*, "
+            f"(coalesce(s.score, 0) > {median})::integer as label "
+            "from customers c left join scores s using (customer_id)"
+        )
+        truth = dict(con.execute("select customer_id, label from customers").fetchall())
+        con.execute(f"update customers set label = null where customer_id % {HELD_OUT} = 0")
+    finally:
+        con.close()
+    return truth
+
+
+def _spec(tmp_path: Path, warehouse: Path, children: list[str], name: str, **extra):
+    spaces = {
+        "customers": {
+            "table": "main.customers",
+            "key": "customer_id",
+            "columns": {"label": {"target": True}},
+            "children": [{"space": c, "foreign_key": "customer_id"} for c in children],
+            **extra,
+        },
+        "orders": {
+            "table": "main.orders",
+            "key": "order_id",
+            "children": [{"space": "order_items", "foreign_key": "order_id"}],
+        },
+        "refunds": {"table": "main.refunds", "key": "refund_id"},
+        "order_items": {"table": "main.order_items", "key": "item_id"},
+    }
+    used = {"customers", *children}
+    if "orders" in used:
+        used.add("order_items")
+    data = {
+        "warehouse": str(warehouse),
+        "artifacts": str(tmp_path / f"artifacts_{name}"),
+        "output_schema": f"ml_{name}",
+        "seed": 0,
+        "training": {"steps": 60},
+        "spaces": {k: v for k, v in spaces.items() if k in used},
+    }
+    return write_spec(tmp_path / f"{name}.yaml", data)
+
+
+def _held_out_auc(spec, truth: dict[int, int]) -> float:
+    con = duckdb.connect(str(spec.warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            f"select customer_id, probabilities['1'], split "
+            f"from {spec.output_schema}.customers__label_predictions "
+            f"where customer_id % {HELD_OUT} = 0"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows and all(split == "unlabelled" for _, _, split in rows)
+    return roc_auc_score([truth[k] for k, _, _ in rows], [p for _, p, _ in rows])
+
+
+@pytest.mark.parametrize(
+    ("children", "score_sql"),
+    [
+        pytest.param(
+            ["orders"],
+            "select customer_id, sum(amount) as score from orders group by 1",
+            id="sum-of-a-child-column",
+        ),
+        pytest.param(
+            ["orders", "refunds"],
+            "select o.customer_id, coalesce(r.total, 0) / o.total as score from "
+            "(select customer_id, sum(amount) as total from orders group by 1) o left join "
+            "(select customer_id, sum(amount) as total from refunds group by 1) r using "
+            "(customer_id)",
+            id="ratio-of-two-childrens-sums",
+        ),
+        pytest.param(
+            ["orders"],
+            "select o.customer_id, sum(i.weight) as score from orders o "
+            "join order_items i using (order_id) group by 1",
+            id="sum-over-a-grandchild",
+        ),
+    ],
+)
+def test_children_signal_is_found_where_the_parent_alone_fails(
+    tmp_path: Path, children: list[str], score_sql: str
+) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    _shop(warehouse)
+    truth = _label(warehouse, score_sql)
+    hierarchy = _spec(tmp_path, warehouse, children, "hierarchy")
+    runner.run(hierarchy, progress=False)
+    parent_only = _spec(tmp_path, warehouse, [], "parent")
+    runner.run(parent_only, progress=False)
+
+    assert _held_out_auc(hierarchy, truth) >= 0.9
+    assert _held_out_auc(parent_only, truth) < 0.65
+
+
+def test_integer_target_is_predicted_in_its_own_values(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    _shop(warehouse)
+    truth = _label(warehouse, "select customer_id, count(*) as score from orders group by 1")
+    spec = _spec(
+        tmp_path,
+        warehouse,
+        ["orders"],
+        "own",
+    )
+    runner.run(spec, progress=False)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        table = f"{spec.output_schema}.customers__label_predictions"
+        (kind,) = con.execute(
+            f"select data_type from information_schema.columns where table_schema = "
+            f"'{spec.output_schema}' and table_name = 'customers__label_predictions' "
+            "and column_name = 'prediction'"
+        ).fetchone()
+        keys = con.execute(
+            f"select distinct unnest(map_keys(probabilities)) from {table}"
+        ).fetchall()
+        ones = con.execute(f"select count(*) from {table} where prediction = 1").fetchone()[0]
+        splits = dict(con.execute(f"select split, count(*) from {table} group by 1").fetchall())
+    finally:
+        con.close()
+    assert kind == "INTEGER"
+    assert sorted(k for (k,) in keys) == ["0", "1"]
+    assert 0 < ones < N_CUSTOMERS
+    assert splits == {"train": N_CUSTOMERS - N_CUSTOMERS // HELD_OUT, "unlabelled": 150}
+    assert sum(truth.values()) > 0
+
+
+def test_filtered_parent_view_trains_with_a_coverage_warning(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    _shop(warehouse)
+    _label(warehouse, "select customer_id, sum(amount) as score from orders group by 1")
+    con = duckdb.connect(str(warehouse))
+    con.execute("create view active_customers as select * from customers where age >= 50")
+    con.close()
+    spec = _spec(tmp_path, warehouse, ["orders"], "filtered")
+    data = spec.model_dump(mode="json")
+    data["spaces"]["customers"]["table"] = "main.active_customers"
+    spec = write_spec(tmp_path / "filtered2.yaml", data)
+    with pytest.warns(DataWarning, match=r"only \d+% of orders rows find a customers row"):
+        runner.run(spec, progress=False)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        status, coverage = con.execute(
+            f"select status, coverage from {spec.output_schema}.join_report "
+            "where parent = 'customers' and child = 'orders'"
+        ).fetchone()
+        scored = con.execute(
+            f"select count(*) from {spec.output_schema}.customers__label_predictions"
+        ).fetchone()[0]
+        active = con.execute("select count(*) from active_customers").fetchone()[0]
+    finally:
+        con.close()
+    assert status == "warn" and 0.3 < coverage < 0.7
+    assert scored == active
