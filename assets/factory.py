@@ -265,7 +265,10 @@ def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition
         deps=[embeddings_key(space)],
         pool=POOL,
         kinds={"pytorch"},
-        description=f"Predictor of {space}.{target} on the frozen `{space}` embeddings.",
+        description=(
+            f"Predictor of {space}.{target}: candidates cross-fitted on the `{space}` "
+            "embeddings, columns and child statistics; the best out-of-fold score kept."
+        ),
     )
     def predictor(spaces: SpacesResource) -> dg.MaterializeResult:
         trained = runner.train_target(spaces.load_spec(), space, target)

@@ -185,11 +185,23 @@ def sphere_metadata(warehouse: Path, table: str) -> dict[str, dg.MetadataValue]:
     return {"sphere_3d": dg.MetadataValue.md(markdown_image(sphere_png(points, table), table))}
 
 
-def metrics_metadata(metrics: dict[str, float]) -> dict[str, dg.MetadataValue]:
-    """Every predictor metric as a number, so the UI can plot it across runs."""
-    return {
-        name: dg.MetadataValue.int(value)
-        if isinstance(value, int)
-        else dg.MetadataValue.float(float(value))
-        for name, value in metrics.items()
-    }
+def metrics_metadata(metrics: dict) -> dict[str, dg.MetadataValue]:
+    """Every predictor metric as a number (so the UI can plot it across runs), the chosen
+    candidate and validation scheme as text, and every candidate's score as a table."""
+    metadata: dict[str, dg.MetadataValue] = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool | str):
+            metadata[name] = dg.MetadataValue.text(str(value))
+        elif isinstance(value, int):
+            metadata[name] = dg.MetadataValue.int(value)
+        elif isinstance(value, float):
+            metadata[name] = dg.MetadataValue.float(value)
+        elif name == "candidates":
+            rows = "\n".join(
+                f"| {c['name']} | {c['metric']} | {c['score']:.4f} | {c['seconds']:.1f} |"
+                for c in value
+            )
+            metadata[name] = dg.MetadataValue.md(
+                "| candidate | out-of-fold metric | score | seconds |\n|---|---|---|---|\n" + rows
+            )
+    return metadata

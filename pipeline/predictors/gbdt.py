@@ -79,7 +79,7 @@ class GradientBoosted:
             "seed": seed,
             "deterministic": True,
             "force_col_wise": True,
-            "num_threads": max(1, torch.get_num_threads()),
+            "num_threads": max(1, torch.get_num_threads()),  # 1 inside cross-fitting
             "verbose": -1,
         }
         if target.task == "regression":

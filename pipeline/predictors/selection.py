@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.predictors.calibration import validation_score
-from pipeline.predictors.candidates import Candidate, FittedModel, select_rows
+from pipeline.predictors.candidates import Candidate, FittedModel, one_thread, select_rows
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
 
@@ -66,8 +66,9 @@ def cross_fit(
     for fold in range(int(folds.max()) + 1):
         train_rows = np.flatnonzero((folds >= 0) & (folds != fold))
         held_out = np.flatnonzero(folds == fold)
-        model = candidate.fit(features, target, train_rows, seed + fold)
-        raw = model.raw(select_rows(features, held_out))
+        with one_thread():
+            model = candidate.fit(features, target, train_rows, seed + fold)
+            raw = model.raw(select_rows(features, held_out))
         if out_of_fold is None:
             out_of_fold = np.full((len(folds), *raw.shape[1:]), np.nan)
         out_of_fold[held_out] = raw
