@@ -134,8 +134,9 @@ def _plan_column(
     value = _value_sql(plan, "c")
     if kind == "label":
         rows = con.execute(
-            f"select {value} as v, count(*) as n from {qualified(table)} c where v is not null "
-            f"group by v order by n desc, v limit {TOP_LABELS}"
+            f"select __label, count(*) as __n from (select {value} as __label "
+            f"from {qualified(table)} c) where __label is not null "
+            f"group by __label order by __n desc, __label limit {TOP_LABELS}"
         ).fetchall()
         return ColumnPlan(plan.column, kind, plan.type, labels=tuple(str(r[0]) for r in rows))
     if kind == "time":
@@ -205,7 +206,9 @@ def _stacked(plan: LinkPlan, grandchild: LinkPlan, missing: set[str]) -> list[tu
     """(name, SQL over the per-child table `pc`): mean and max over a parent's children of
     each child's grandchild count and sums."""
     prefix = f"{plan.space}/{grandchild.space}"
-    per_child = ["n"] + [f"sum_{i}" for i, c in enumerate(grandchild.columns) if c.kind == "number"]
+    per_child = ["__n"] + [
+        f"__sum_{i}" for i, c in enumerate(grandchild.columns) if c.kind == "number"
+    ]
     names = ["count"] + [f"{c.column}/sum" for c in grandchild.columns if c.kind == "number"]
     out = []
     for column, name in zip(per_child, names, strict=True):
@@ -316,16 +319,16 @@ def _stacked_block(
     )
     missing = _missing(con, grandchild)
     sums = [
-        f"sum({_value_sql(c, 'g', present=c.column not in missing)}) as sum_{i}"
+        f"sum({_value_sql(c, 'g', present=c.column not in missing)}) as __sum_{i}"
         for i, c in enumerate(grandchild.columns)
         if c.kind == "number"
     ]
-    child_key = ", ".join(f"c.{quote(k)}" for k in plan.key)
+    child_key = ", ".join(f"c.{quote(k)} as __key_{i}" for i, k in enumerate(plan.key))
     where = _as_of_filter(space.as_of, plan, "c")
     g_where = _as_of_filter(space.as_of, grandchild, "g").removeprefix("where ")
     g_on = on_child + (f" and {g_where}" if g_where else "")
     per_child = (
-        f"select r.__row, {child_key}, count(g.{quote(grandchild.foreign_key[0])}) as n"
+        f"select r.__row, {child_key}, count(g.{quote(grandchild.foreign_key[0])}) as __n"
         + "".join(f", {s}" for s in sums)
         + f" from {qualified(plan.table)} c join {rows_table} r on {on_parent} "
         f"left join {qualified(grandchild.table)} g on {g_on} {where} group by all"
@@ -355,6 +358,7 @@ class ChildStatistics:
     @classmethod
     def fit(cls, plans: list[LinkPlan], values: np.ndarray) -> ChildStatistics:
         logged = _signed_log(values)
+        logged = np.where(np.isfinite(logged), logged, np.nan)
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean 0, std 1
             mean = np.nan_to_num(np.nanmean(logged, axis=0))
@@ -362,13 +366,9 @@ class ChildStatistics:
         std = np.where(std > 1e-9, std, 1.0)
         return cls(plans, feature_names(plans), mean, std)
 
-    @property
-    def n_features(self) -> int:
-        return len(self.names)
-
     def transform(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """`features` [n, F] (normalised, 0 where undefined) and `defined` [n, F]."""
-        defined = np.isfinite(values)
+        defined = np.isfinite(values)  # an overflowed sum is undefined, like a mean of none
         z = np.clip((_signed_log(values) - self.mean) / self.std, -6, 6)
         return {
             "features": np.where(defined, z, 0.0).astype(np.float32),

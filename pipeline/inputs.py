@@ -160,7 +160,7 @@ def read_space_inputs(
             con,
             spec,
             name,
-            {s: stored_profiles(con, spec, s, spec.output_schema) for s in sorted(below)},
+            {s: stored_profiles(con, spec, s) for s in sorted(below)},
         )
         values = child_statistics(con, spec, name, ROWS_TABLE, plans)
         statistics = ChildStatistics.fit(plans, values)

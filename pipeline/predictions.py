@@ -85,5 +85,6 @@ def predictions_table(
     )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     columns["predictor_version"] = pa.array([predictor.version] * n, pa.string())
+    columns["space_version"] = pa.array([predictor.space_version] * n, pa.string())
     columns["predicted_at"] = pa.array([now] * n, pa.timestamp("us"))
     return pa.table(columns)

@@ -117,13 +117,12 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
     return _with_unparsed(con, space.table, profiles, columns)
 
 
-def stored_profiles(
-    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, output_schema: str
-) -> list[ColumnProfile]:
+def stored_profiles(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list[ColumnProfile]:
     """The profile `validate` wrote to `<output_schema>.column_profile`, when it still fits the
     table and the spec (same columns, roles and declared types); otherwise a fresh profile."""
     space = spec.spaces[name]
     stored: list[ColumnProfile] = []
+    output_schema = spec.output_schema
     table = f"{quote(output_schema)}.column_profile"
     exists = con.execute(
         "select count(*) from information_schema.tables "

@@ -107,7 +107,7 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
     """Train a space (its children and references must be embedded already) and save it."""
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
-        profiles = stored_profiles(con, spec, name, spec.output_schema)
+        profiles = stored_profiles(con, spec, name)
         space = Space.train(warehouse, con, spec, name, profiles, progress=progress)
         folder = space_folder(spec, name)
         space.save(folder)
@@ -167,19 +167,22 @@ def _warn(where: str, messages: list[str]) -> None:
         warnings.warn(f"{where}: {message}", DataWarning, stacklevel=3)
 
 
-def _space_rows_embeddings(con, spec: Spec, name: str) -> np.ndarray:
-    """The stored embeddings of a space, in key order (every row must have one)."""
+def _space_rows_embeddings(con, spec: Spec, name: str, version: str) -> np.ndarray:
+    """The stored embeddings of a space, in key order; every row must have one, embedded by
+    the space's current `version`."""
     keys = spec.spaces[name].key_columns
     on = " and ".join(f"e.{quote(k)} = r.{quote(k)}" for k in keys)
     table = fetch_arrow(
         con,
-        f"select r.__row, e.embedding from {ROWS_TABLE} r left join "
+        f"select r.__row, e.embedding, e.space_version from {ROWS_TABLE} r left join "
         f"{embeddings_table(spec, name)} e on {on} order by r.__row",
     )
     column = table.column("embedding")
-    if column.null_count:
+    stale = sum(v not in (None, version) for v in table.column("space_version").to_pylist())
+    if column.null_count or stale:
         raise PipelineError(
-            f"space {name}: {column.null_count} row(s) have no embedding yet -> run "
+            f"space {name}: {column.null_count} row(s) have no embedding and {stale} were "
+            f"embedded by another version of the space than the current {version} -> run "
             f"python -m pipeline embed --space {name}"
         )
     flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -208,7 +211,17 @@ def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
         f"select {column} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
         "order by r.__row"
     ).fetchall()
-    return np.array([np.inf if r[0] is None else r[0] for r in rows], np.float64)
+    times = np.array([np.inf if r[0] is None else r[0] for r in rows], np.float64)
+    if not np.isfinite(times).any():
+        _warn(
+            f"space {name}",
+            [
+                f"time_column {space.time_column} has no value that reads as a time; "
+                "predictors are validated on random folds instead of the latest rows"
+            ],
+        )
+        return None
+    return times
 
 
 def train_target(spec: Spec, name: str, target: str) -> Predictor:
@@ -220,7 +233,7 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
     with warehouse.connect() as con:
         target_type = _target_type(con, spec, name, target)
         inputs = space.read_inputs(warehouse, con, spec)
-        embeddings = _space_rows_embeddings(con, spec, name)
+        embeddings = _space_rows_embeddings(con, spec, name, space.version)
         values = _target_column(con, spec, name, target)
         time_order = _time_order(con, spec, name)
     # the warehouse is not held while the candidates train
@@ -255,7 +268,7 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
 
 
 def _target_type(con, spec: Spec, name: str, target: str) -> str:
-    for p in stored_profiles(con, spec, name, spec.output_schema):
+    for p in stored_profiles(con, spec, name):
         if p.column == target:
             return p.detected_type
     raise PipelineError(f"space {name}: target column {target} not found")
@@ -288,15 +301,22 @@ def predict(spec: Spec, name: str, target: str) -> int:
     """Score every row of the space (target known or not) and write the predictions table."""
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
+    if predictor.space_version != space.version:
+        raise PipelineError(
+            f"predictor {name}.{target} was trained on version {predictor.space_version} of "
+            f"space {name}, which is now {space.version} -> retrain it: python -m pipeline "
+            f"predict --space {name} --retrain"
+        )
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
     embeddings = space.embed(inputs)
     features = predictor_features(inputs, embeddings)
-    raw, split = _split(predictor, inputs.keys, predictor.raw(features))
+    every_model = predictor.raw(features)
+    raw, split = _split(predictor, inputs.keys, every_model)
     importance = predictor.contributions(features)
     if importance is None:
-        reference = predictor.score(raw)
+        reference = predictor.score(every_model)
         importance = {}
         for t, token in enumerate(token_specs(inputs)):
             masked = predictor_features(inputs, space.embed(inputs, t))

@@ -68,7 +68,9 @@ PREDICTION_COLUMNS = {
     "ood_sigma",
     "warnings",
     "feature_importance",
+    "split",
     "predictor_version",
+    "space_version",
     "predicted_at",
 }
 SPACES = {

@@ -74,6 +74,11 @@ def test_time_ordered_folds_validate_on_the_latest_rows() -> None:
     folds = assign_folds(target, seed=0, time_order=time_order)
     latest = folds == folds.max()
     assert time_order[latest].min() > time_order[~latest].max()
+    features, _ = _planted()
+    predictor = train_predictor(features, target, _keys(), 0, model="gbdt", time_order=time_order)
+    # the earliest block scores nothing: no earlier rows trained a model for it
+    assert predictor.metrics["validation_rows"] == int((folds >= 1).sum()) < N
+    assert predictor.metrics["validation"].startswith("time-ordered")
 
 
 @pytest.mark.parametrize(

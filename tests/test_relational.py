@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import runner
-from pipeline.errors import DataWarning
+from pipeline.errors import DataWarning, PipelineError
 from tests.conftest import write_spec
 
 N_CUSTOMERS = 600
@@ -203,6 +203,14 @@ def test_integer_target_is_predicted_in_its_own_values(tmp_path: Path) -> None:
         splits = dict(con.execute(f"select split, count(*) from {table} group by 1").fetchall())
     finally:
         con.close()
+    # a retrained space (another seed) makes the predictor stale: refused, not used silently
+    data = spec.model_dump(mode="json")
+    data["seed"] = 1
+    reseeded = write_spec(tmp_path / "reseeded.yaml", data)
+    runner.train(reseeded, "customers", progress=False)
+    runner.embed(reseeded, "customers")
+    with pytest.raises(PipelineError, match=r"predictor customers\.label was trained on version"):
+        runner.predict(reseeded, "customers", "label")
     assert kind == "INTEGER"
     assert sorted(k for (k,) in keys) == ["0", "1"]
     assert 0 < ones < N_CUSTOMERS

@@ -8,11 +8,10 @@ Modules: `targets` (the target in its own values), `features` (what a predictor 
 """
 
 from pipeline.predictors.features import PredictorFeatures, predictor_features
-from pipeline.predictors.predictor import CANDIDATES, Predictor, train_predictor
+from pipeline.predictors.predictor import Predictor, train_predictor
 from pipeline.predictors.targets import Target, read_target
 
 __all__ = [
-    "CANDIDATES",
     "Predictor",
     "PredictorFeatures",
     "Target",

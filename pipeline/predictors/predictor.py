@@ -26,7 +26,6 @@ from pipeline.predictors.targets import Target, class_text
 
 OOD_NEIGHBOURS = 5
 OOD_REFERENCE_ROWS = 2000
-CANDIDATES = ("gbdt", "mlp")
 MODEL_TYPES = {"mlp": EmbeddingMLPModel, "gbdt": GradientBoostedModel}
 
 
@@ -196,8 +195,11 @@ def train_predictor(
 ) -> Predictor:
     """Cross-fit every candidate on the labelled rows, keep the best by its out-of-fold score,
     and calibrate it on its out-of-fold outputs; metrics are out-of-fold too."""
+    forward = time_order is not None
     folds = assign_folds(target, seed, time_order)
-    results = [cross_fit(c, features, target, folds, seed) for c in candidates(model, epochs)]
+    results = [
+        cross_fit(c, features, target, folds, seed, forward) for c in candidates(model, epochs)
+    ]
     chosen = choose(results)
     labelled = np.flatnonzero(folds >= 0)
     predictor = Predictor(
@@ -210,11 +212,13 @@ def train_predictor(
         positive=target.positive,
         target_type=str(target.arrow_type),
     )
-    _calibrate(predictor, chosen, target, labelled)
+    _calibrate(predictor, chosen, target, chosen.scored)
     predictor.metrics["chosen"] = chosen.name
     predictor.metrics["folds"] = int(folds.max()) + 1
     predictor.metrics["validation"] = (
-        "time-ordered folds" if time_order is not None else ("random folds")
+        "time-ordered folds: each block scored by models trained on earlier blocks"
+        if forward
+        else "random folds"
     )
     predictor.metrics["candidates"] = [
         {"name": r.name, "metric": r.metric, "score": abs(r.score), "seconds": round(r.seconds, 2)}

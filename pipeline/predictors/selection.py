@@ -25,7 +25,7 @@ def n_folds(n_labelled: int) -> int:
 def assign_folds(target: Target, seed: int, time_order: np.ndarray | None = None) -> np.ndarray:
     """Fold index of each row (-1: unlabelled). Random by a seeded permutation (never by the
     labels, so changing one fold's labels changes no other fold's models); contiguous time
-    blocks when the table has a time column."""
+    blocks, earliest first, when the table has a time column (see `cross_fit`)."""
     known = np.flatnonzero(target.known)
     k = n_folds(len(known))
     folds = np.full(len(target.y), -1, np.int64)
@@ -45,13 +45,11 @@ class CrossFit:
     name: str
     models: list[FittedModel]
     out_of_fold: np.ndarray
+    scored: np.ndarray
+    """Rows whose out-of-fold outputs score, calibrate and measure the candidate."""
     metric: str
     score: float
     seconds: float
-
-    def raw(self, features: PredictorFeatures) -> np.ndarray:
-        """The mean of the k models' outputs (for rows no model was trained on)."""
-        return np.mean([m.raw(features) for m in self.models], axis=0)
 
 
 def cross_fit(
@@ -60,11 +58,17 @@ def cross_fit(
     target: Target,
     folds: np.ndarray,
     seed: int,
+    forward: bool = False,
 ) -> CrossFit:
+    """Train one model per fold and score the fold it did not see. `forward` (time blocks):
+    block j > 0 is scored by a model trained only on earlier blocks, and only those blocks
+    score the candidate; block 0 is scored by a model trained on the later ones, so that
+    every labelled row still gets an out-of-fold output."""
     started = time.perf_counter()
     models, out_of_fold = [], None
     for fold in range(int(folds.max()) + 1):
-        train_rows = np.flatnonzero((folds >= 0) & (folds != fold))
+        before = (folds >= 0) & (folds < fold) if forward and fold > 0 else folds >= 0
+        train_rows = np.flatnonzero(before & (folds != fold))
         held_out = np.flatnonzero(folds == fold)
         with one_thread():
             model = candidate.fit(features, target, train_rows, seed + fold)
@@ -73,11 +77,11 @@ def cross_fit(
             out_of_fold = np.full((len(folds), *raw.shape[1:]), np.nan)
         out_of_fold[held_out] = raw
         models.append(model)
-    labelled = np.flatnonzero(folds >= 0)
-    metric, score = validation_score(target, out_of_fold, labelled)
+    scored = np.flatnonzero(folds >= (1 if forward else 0))
+    metric, score = validation_score(target, out_of_fold, scored)
     seconds = time.perf_counter() - started
     log.info("candidate %s: out-of-fold %s %.4f (%.1f s)", candidate.name, metric, score, seconds)
-    return CrossFit(candidate.name, models, out_of_fold, metric, score, seconds)
+    return CrossFit(candidate.name, models, out_of_fold, scored, metric, score, seconds)
 
 
 def choose(results: list[CrossFit]) -> CrossFit:

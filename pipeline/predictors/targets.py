@@ -28,7 +28,7 @@ class Target:
     task: str
     y: np.ndarray
     arrow_type: pa.DataType
-    classes: list = None
+    classes: list | None = None
     """Class values in the target's own type (JSON-serialisable), sorted."""
     positive: int | None = None
     """Index of the positive class of a two-class target."""
@@ -36,11 +36,6 @@ class Target:
     @property
     def known(self) -> np.ndarray:
         return self.y >= 0 if self.task == "classification" else np.isfinite(self.y)
-
-    @property
-    def class_labels(self) -> list[str]:
-        """Classes as text, the keys of the `probabilities` map."""
-        return [class_text(c) for c in self.classes or []]
 
 
 def class_text(value: object) -> str:
