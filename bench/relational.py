@@ -420,6 +420,56 @@ with open(sys.argv[2], "w") as handle:
                "summary": summary}, handle, default=str)
 """
 
+_CANDIDATE_CHILD = """
+import sys, yaml
+from pathlib import Path
+from pipeline import runner
+from pipeline.spec import load_spec
+source, parent, target, model = sys.argv[1:5]
+data = yaml.safe_load(Path(source).read_text())
+data["spaces"][parent]["columns"][target]["model"] = model
+forced = Path(source).with_name(Path(source).stem + f"_{model}.yaml")
+forced.write_text(yaml.safe_dump(data, sort_keys=False))
+spec = load_spec(forced)
+runner.train_target(spec, parent, target)
+runner.predict(spec, parent, target)
+"""
+CANDIDATES = ("gbdt", "mlp")
+
+
+def run_candidates(task: RelationalTask, result: dict, timeout_s: float | None) -> None:
+    """Test scores of every predictor candidate, each forced with `model:` on the spaces the
+    project run trained (not part of the project's wall time)."""
+    chosen = None
+    for run in result.get("predictor_runs") or []:
+        chosen = (run.get("metrics") or {}).get("chosen", chosen)
+    scores = {}
+    for model in CANDIDATES:
+        if model == chosen:
+            continue
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _CANDIDATE_CHILD,
+                result["spec"],
+                task.parent,
+                task.target,
+                model,
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        if process.returncode != 0:
+            scores[model] = {"error": process.stderr[-2000:]}
+            continue
+        scored = _score_project(task, Path(result["warehouse"]))
+        scores[model] = {k: v for k, v in scored.items() if k not in ("predictor_runs", "splits")}
+    result["other_candidates_test"] = scores
+
 
 def run_project(task: RelationalTask, workdir: str | Path, timeout_s: float | None = None) -> dict:
     """Write the warehouse (test targets NULL), run `pipeline.runner.run` on the spec in a
@@ -602,6 +652,10 @@ def markdown(name: str, entry: dict) -> str:
                     f"{candidate.get('metric')} {candidate.get('score', float('nan')):.4f} | "
                     f"(out-of-fold on training keys) | {candidate.get('seconds', '')} |"
                 )
+        for other, scored in (result.get("other_candidates_test") or {}).items():
+            first, second = _metric_cells(entry["task"], scored)
+            label = f"&nbsp;&nbsp;{other} forced (`model: {other}`)"
+            lines.append(f"| {label} | {first} | {second} | |")
     return "\n".join(lines)
 
 
@@ -652,7 +706,10 @@ def main(argv: list[str] | None = None) -> None:
             if "project" in previous:
                 entry["results"]["project"] = previous["project"]
         else:
-            entry["results"]["project"] = run_project(task, workdir, args.project_timeout)
+            project = run_project(task, workdir, args.project_timeout)
+            if "error" not in project:
+                run_candidates(task, project, args.project_timeout)
+            entry["results"]["project"] = project
         report["tasks"][name] = entry
         print(markdown(name, entry), flush=True)
         print(flush=True)
