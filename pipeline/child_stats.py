@@ -13,6 +13,7 @@ the space, like a codec: new rows get the same features. Features are addressed
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -99,7 +100,15 @@ def _plan_link(
 ) -> LinkPlan:
     space = spec.spaces[name]
     columns = []
+    # a child's reference to a small lookup table (species, product category) is a label too
+    references = {
+        r.foreign_key_columns[0] for r in space.references if len(r.foreign_key_columns) == 1
+    }
     for profile in profiles.get(name, []):
+        if profile.column in references and profile.distinct_count <= MAX_LABEL_DISTINCT:
+            profile = dataclasses.replace(
+                profile, role="input", detected_type="category", excluded=False
+            )
         if not profile.is_input:
             continue
         plan = _plan_column(con, space.table, profile)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.artifacts import load_json, save_json
 from pipeline.predictors import calibration
-from pipeline.predictors.candidates import Candidate, FittedModel
+from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
 from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
@@ -202,6 +202,12 @@ def train_predictor(
     ]
     chosen = choose(results)
     labelled = np.flatnonzero(folds >= 0)
+    if forward:
+        # fold models of time blocks saw only the past of their block (the first one a fifth
+        # of the rows): rows to come are scored by one model trained on every labelled row
+        candidate = next(c for c in candidates(model, epochs) if c.name == chosen.name)
+        with one_thread():
+            chosen.models = [candidate.fit(features, target, labelled, seed)]
     predictor = Predictor(
         space=target.space,
         target=target.column,
