@@ -237,48 +237,37 @@ def child_statistics(
     children) for the rows of `rows_table` (`__row`, the parent key, `as_of` if set)."""
     space = spec.spaces[parent]
     n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
-    blocks = []
+    now = f"max(epoch(r.{quote(space.as_of)}))" if space.as_of else "max(null)"
+    blocks, stacked = [], []
     for plan in plans:
-        on_parent = " and ".join(
-            f"c.{quote(f)} = r.{quote(k)}"
-            for f, k in zip(plan.foreign_key, space.key_columns, strict=True)
+        children = (
+            f"{qualified(plan.table)} c join {rows_table} r "
+            f"on {_on(plan.foreign_key, space.key_columns, 'c', 'r')}"
+            f"{_as_of(space.as_of, plan, 'c', 'and')}"
         )
-        now = f"epoch(r.{quote(space.as_of)})" if space.as_of else "null"
-        direct = _direct(plan, plan.space, f"max({now})", _missing(con, plan))
-        where = _as_of_filter(space.as_of, plan, "c")
-        blocks.append(
-            _grouped(
-                con,
-                n_rows,
-                [sql for _, sql in direct],
-                f"from {qualified(plan.table)} c join {rows_table} r on {on_parent} {where}",
-            )
-        )
+        direct = _direct(plan, plan.space, now, _missing(con, plan))
+        blocks.append(_grouped(con, n_rows, [sql for _, sql in direct], f"from {children}"))
         for grandchild in plan.children:
-            on_child = " and ".join(
-                f"g.{quote(f)} = c.{quote(k)}"
-                for f, k in zip(grandchild.foreign_key, plan.key, strict=True)
-            )
-            g_missing = _missing(con, grandchild)
+            on_child = _on(grandchild.foreign_key, plan.key, "g", "c")
             prefix = f"{plan.space}/{grandchild.space}"
-            aggregates = [
-                sql for _, sql in _direct(grandchild, prefix, f"max({now})", g_missing, "g")
-            ]
-            g_where = _as_of_filter(space.as_of, grandchild, "g")
-            joined = (
-                f"from {qualified(grandchild.table)} g "
-                f"join {qualified(plan.table)} c on {on_child} "
-                f"join {rows_table} r on {on_parent} {where}"
+            aggregates = _direct(grandchild, prefix, now, _missing(con, grandchild), "g")
+            source = (
+                f"from {children} join {qualified(grandchild.table)} g on {on_child}"
+                f"{_as_of(space.as_of, grandchild, 'g', 'and')}"
             )
-            if g_where:
-                joined += (" and " if where else " where ") + g_where.removeprefix("where ")
-            blocks.append(_grouped(con, n_rows, aggregates, joined))
-    for plan in plans:
-        for grandchild in plan.children:
-            blocks.append(_stacked_block(con, spec, parent, rows_table, n_rows, plan, grandchild))
+            blocks.append(_grouped(con, n_rows, [sql for _, sql in aggregates], source))
+            stacked.append(_stacked_block(con, space.as_of, children, n_rows, plan, grandchild))
+    blocks += stacked
     if not blocks:
         return np.zeros((n_rows, 0))
     return np.concatenate(blocks, axis=1)
+
+
+def _on(foreign_key: tuple[str, ...], key: list | tuple, child: str, parent: str) -> str:
+    """Join condition from the child rows (alias `child`) to their parent rows."""
+    return " and ".join(
+        f"{child}.{quote(f)} = {parent}.{quote(k)}" for f, k in zip(foreign_key, key, strict=True)
+    )
 
 
 def _missing(con: duckdb.DuckDBPyConnection, plan: LinkPlan) -> set[str]:
@@ -287,10 +276,11 @@ def _missing(con: duckdb.DuckDBPyConnection, plan: LinkPlan) -> set[str]:
     return {c.column for c in plan.columns if c.column not in present}
 
 
-def _as_of_filter(as_of: str | None, plan: LinkPlan, alias: str) -> str:
+def _as_of(as_of: str | None, plan: LinkPlan, alias: str, joiner: str) -> str:
+    """` <joiner> <alias>.time < r.as_of` when the parent has an `as_of` and the rows a time."""
     if not as_of or not plan.time_column:
         return ""
-    return f"where {alias}.{quote(plan.time_column)} < r.{quote(as_of)}"
+    return f" {joiner} {alias}.{quote(plan.time_column)} < r.{quote(as_of)}"
 
 
 def _grouped(
@@ -299,59 +289,50 @@ def _grouped(
     """Aggregates grouped by the parent row, placed in an [n_rows, k] matrix (count 0 for
     parents without rows, NaN for the other statistics)."""
     select = ", ".join(f"cast({sql} as double) as f{i}" for i, sql in enumerate(aggregates))
-    table = fetch_arrow(con, f"select r.__row, {select} {source} group by r.__row")
-    out = np.full((n_rows, len(aggregates)), np.nan)
-    out[:, 0] = 0.0
+    out = _placed(fetch_arrow(con, f"select r.__row, {select} {source} group by r.__row"), n_rows)
+    out[:, 0] = np.nan_to_num(out[:, 0])
+    return out
+
+
+def _placed(table, n_rows: int) -> np.ndarray:
+    """Columns `f0..fk` of a result keyed by `__row`, as an [n_rows, k] matrix (NaN: no row)."""
+    features = [c for c in table.column_names if c != "__row"]
+    out = np.full((n_rows, len(features)), np.nan)
     rows = table.column("__row").to_numpy()
-    for i in range(len(aggregates)):
-        out[rows, i] = table.column(f"f{i}").to_numpy(zero_copy_only=False).astype(np.float64)
+    for i, name in enumerate(features):
+        out[rows, i] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
     return out
 
 
 def _stacked_block(
     con: duckdb.DuckDBPyConnection,
-    spec: Spec,
-    parent: str,
-    rows_table: str,
+    as_of: str | None,
+    children: str,
     n_rows: int,
     plan: LinkPlan,
     grandchild: LinkPlan,
 ) -> np.ndarray:
-    space = spec.spaces[parent]
-    on_parent = " and ".join(
-        f"c.{quote(f)} = r.{quote(k)}"
-        for f, k in zip(plan.foreign_key, space.key_columns, strict=True)
-    )
-    on_child = " and ".join(
-        f"g.{quote(f)} = c.{quote(k)}"
-        for f, k in zip(grandchild.foreign_key, plan.key, strict=True)
-    )
+    """Stacked statistics: per child row its grandchild count and sums (`children` is the
+    SQL of the parent's child rows, aliased `c`, joined to their parent row `r`)."""
     missing = _missing(con, grandchild)
-    sums = [
-        f"sum({_value_sql(c, 'g', present=c.column not in missing)}) as __sum_{i}"
+    sums = "".join(
+        f", sum({_value_sql(c, 'g', present=c.column not in missing)}) as __sum_{i}"
         for i, c in enumerate(grandchild.columns)
         if c.kind == "number"
-    ]
+    )
     child_key = ", ".join(f"c.{quote(k)} as __key_{i}" for i, k in enumerate(plan.key))
-    where = _as_of_filter(space.as_of, plan, "c")
-    g_where = _as_of_filter(space.as_of, grandchild, "g").removeprefix("where ")
-    g_on = on_child + (f" and {g_where}" if g_where else "")
     per_child = (
         f"select r.__row, {child_key}, count(g.{quote(grandchild.foreign_key[0])}) as __n"
-        + "".join(f", {s}" for s in sums)
-        + f" from {qualified(plan.table)} c join {rows_table} r on {on_parent} "
-        f"left join {qualified(grandchild.table)} g on {g_on} {where} group by all"
+        f"{sums} from {children} left join {qualified(grandchild.table)} g "
+        f"on {_on(grandchild.foreign_key, plan.key, 'g', 'c')}"
+        f"{_as_of(as_of, grandchild, 'g', 'and')} group by all"
     )
     stacked = _stacked(plan, grandchild, missing)
     select = ", ".join(f"cast({sql} as double) as f{i}" for i, (_, sql) in enumerate(stacked))
-    table = fetch_arrow(
-        con, f"with pc as ({per_child}) select pc.__row as __row, {select} from pc group by 1"
+    return _placed(
+        fetch_arrow(con, f"with pc as ({per_child}) select pc.__row, {select} from pc group by 1"),
+        n_rows,
     )
-    out = np.full((n_rows, len(stacked)), np.nan)
-    rows = table.column("__row").to_numpy()
-    for i in range(len(stacked)):
-        out[rows, i] = table.column(f"f{i}").to_numpy(zero_copy_only=False).astype(np.float64)
-    return out
 
 
 @dataclass

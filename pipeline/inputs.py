@@ -100,6 +100,20 @@ def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> 
     )
 
 
+def read_in_row_order(
+    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, select: str
+) -> pa.Table:
+    """`select` (SQL over the space's table aliased `t`) for every row, in `__space_rows`
+    order (see `create_rows_table`)."""
+    space = spec.spaces[name]
+    on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+    return fetch_arrow(
+        con,
+        f"select {select} from {qualified(space.table)} t "
+        f"join {ROWS_TABLE} r on {on} order by r.__row",
+    )
+
+
 def read_space_inputs(
     warehouse: Warehouse,
     con: duckdb.DuckDBPyConnection,
@@ -126,12 +140,7 @@ def read_space_inputs(
     values: dict[str, list | np.ndarray] = {}
     if readable:
         select = ", ".join(f"{_select_expression(c, t)} as {quote(c)}" for c, t in readable.items())
-        on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
-        table = fetch_arrow(
-            con,
-            f"select {select} from {qualified(space.table)} t "
-            f"join {ROWS_TABLE} r on {on} order by r.__row",
-        )
+        table = read_in_row_order(con, spec, name, select)
         for column, type_name in readable.items():
             array = table.column(column)
             if column_type(type_name).reads_numbers:

@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.encoders import column_type
+from pipeline.encoders.base import render
 from pipeline.errors import DataWarning, PipelineError
 from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE
+from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model import token_specs
 from pipeline.predictions import predictions_table
@@ -30,7 +31,7 @@ from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult
 from pipeline.validation import check_key, check_space_columns
-from pipeline.warehouse import Warehouse, fetch_arrow, literal, qualified, quote
+from pipeline.warehouse import Warehouse, fetch_arrow, literal, quote
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +192,7 @@ def _space_rows_embeddings(con, spec: Spec, name: str, version: str) -> np.ndarr
 
 def _target_column(con, spec: Spec, name: str, target: str) -> pa.ChunkedArray:
     """The target column as stored (its own type), in row order."""
-    space = spec.spaces[name]
-    on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
-    return fetch_arrow(
-        con,
-        f"select t.{quote(target)} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
-        "order by r.__row",
-    ).column(0)
+    return read_in_row_order(con, spec, name, f"t.{quote(target)}").column(0)
 
 
 def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
@@ -205,13 +200,9 @@ def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
     space = spec.spaces[name]
     if not space.time_column:
         return None
-    on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
-    column = column_type("timestamp").read_sql.replace("{column}", f"t.{quote(space.time_column)}")
-    rows = con.execute(
-        f"select {column} from {qualified(space.table)} t join {ROWS_TABLE} r on {on} "
-        "order by r.__row"
-    ).fetchall()
-    times = np.array([np.inf if r[0] is None else r[0] for r in rows], np.float64)
+    epoch = render(column_type("timestamp").read_sql, column=f"t.{quote(space.time_column)}")
+    column = read_in_row_order(con, spec, name, epoch).column(0).to_pylist()
+    times = np.array([np.inf if t is None else t for t in column], np.float64)
     if not np.isfinite(times).any():
         _warn(
             f"space {name}",
