@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import runner, training  # noqa: E402
+from pipeline import objective, runner, training  # noqa: E402
 from pipeline.spec import TrainingSpec, parse_spec  # noqa: E402
 
 N_NUMBERS = 15
@@ -119,13 +119,13 @@ def legacy_step(model, batch, generator, choices):
     view_a = model.embed_tokens(content, present, hidden=~in_a)
     view_b = model.embed_tokens(content, present, hidden=in_a)
     t = choices.temperature
-    joint = (training.info_nce(full, view_a, t) + training.info_nce(full, view_b, t)) / 2
+    joint = (objective.info_nce(full, view_a, t) + objective.info_nce(full, view_b, t)) / 2
     per_token: dict[int, list] = {}
     for view, rows in ((view_a, ~in_a & present), (view_b, in_a & present)):
-        for k, (loss, _) in training._token_losses(model, batch, view[None], rows[None], t).items():
+        for k, (loss, _) in objective.token_losses(model, batch, view[None], rows[None], t).items():
             per_token.setdefault(k, []).append(loss[0])
     masked = [torch.stack(losses).mean() for losses in per_token.values()]
-    kept_losses = training._token_losses(model, batch, full[None], present[None], t)
+    kept_losses = objective.token_losses(model, batch, full[None], present[None], t)
     kept = [loss[0] for loss, _ in kept_losses.values()]
     marginal = torch.stack(masked).mean() if masked else joint * 0
     retention = torch.stack(kept).mean() if kept else joint * 0
@@ -149,11 +149,12 @@ def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
     tokens = token_specs(inputs)
     choices = training.choose_hyperparameters(inputs.n_rows, len(tokens), spec.training, 0)
     all_threads = torch.get_num_threads()
+    steps = (("three passes", legacy_step), ("one batched pass", training.step_loss))
     variants = [
         (step_name, step, dropout, threads)
         for threads in sorted({1, all_threads})
         for dropout in (0.1, 0.0)
-        for step_name, step in (("three passes", legacy_step), ("one batched pass", training._step))
+        for step_name, step in steps
     ]
     models = {}
     for _, _, dropout, _ in variants:
@@ -223,7 +224,7 @@ def main() -> None:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.legacy:
         training.choose_hyperparameters = legacy_choices
-        training._step = legacy_step
+        training.step_loss = legacy_step
     mode = "legacy (before issue 8)" if args.legacy else "current"
     print(f"{mode}; torch {torch.__version__}; overrides {overrides or 'none'}")
     for rows in args.rows:

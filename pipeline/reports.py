@@ -14,8 +14,8 @@ import duckdb
 import numpy as np
 
 from pipeline.artifacts import load_json
+from pipeline.objective import LOSS_PARTS
 from pipeline.spec import Spec
-from pipeline.training import LOSS_PARTS
 
 
 def _figure(width: float = 6, height: float = 3.5, projection: str | None = None):

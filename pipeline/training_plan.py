@@ -1,0 +1,173 @@
+"""The zero-configuration plan of a space's training: every hyperparameter derived from the
+data and the spec (never from the machine's speed, so a run can be repeated exactly), a cost
+model that turns a time budget into a step count, and the thread count."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.spec import TrainingSpec
+
+N_VIEWS = 3
+"""Full view and two complementary masked views, run through the transformer as one batch."""
+REFERENCE_MACS_PER_SECOND = 13e9
+"""Multiply-adds per second of a training step on the reference machine (2 CPU cores, one
+thread, d_model 64); with STEP_OVERHEAD_S it turns the time budget into a step count without
+timing anything."""
+STEP_OVERHEAD_S = 0.0025
+"""Seconds per token per step that do not grow with the batch (launching small operations)."""
+LOG_EVERY = 10
+MIN_STEPS = 300
+EVALUATIONS = 10
+"""Evaluations on the held-out rows per run (fewer when a run has under 100 steps)."""
+MIN_IMPROVEMENT = 1e-3
+"""Relative fall of the held-out loss that resets the patience count."""
+
+
+@dataclass(frozen=True)
+class TrainingChoices:
+    """Every hyperparameter of a run, derived from the data unless the spec overrides it."""
+
+    d_model: int
+    embedding_dim: int
+    n_layers: int
+    n_heads: int
+    dropout: float
+    batch_size: int
+    steps: int
+    """Planned optimizer updates (early stopping may use fewer)."""
+    learning_rate: float
+    weight_decay: float
+    temperature: float
+    spread_weight: float
+    seed: int
+    epochs: float = 0.0
+    """Planned passes over the training rows: steps * batch_size / training_rows."""
+    training_rows: int = 0
+    validation_rows: int = 0
+    """Held-out rows (never trained on) whose loss decides early stopping; 0: none."""
+    eval_every: int = 0
+    patience: int = 0
+    """Evaluations without improvement before stopping; 0: no early stopping."""
+    time_budget_s: float = 0.0
+    """Seconds the planned steps should take on the reference machine (cost model)."""
+    wall_clock_limit_s: float = 0.0
+    """Safety net: a run still going after this many seconds stops with a warning."""
+    threads: int = 1
+    steps_rule: str = ""
+    """Which rule set the step count: epochs, time budget, minimum, or the spec."""
+
+
+def _power_of_two(x: float) -> int:
+    return 2 ** math.floor(math.log2(max(x, 1.0)))
+
+
+def step_seconds(n_tokens: int, d_model: int, n_layers: int, batch_size: int) -> float:
+    """Cost model of one training step on the reference machine: a fixed cost per token plus
+    the multiply-adds of three views through the transformer (attention projections 4d²,
+    feed-forward 2 * d * 2d, attention 2 * seq * d per token and layer), encoders and decoders
+    (about 4d² per token), backward about twice the forward."""
+    seq = n_tokens + 1
+    per_token_layer = 8 * d_model**2 + 2 * seq * d_model
+    forward = N_VIEWS * (seq * n_layers * per_token_layer + n_tokens * 4 * d_model**2)
+    macs = 3.0 * forward * batch_size
+    return n_tokens * STEP_OVERHEAD_S + macs / REFERENCE_MACS_PER_SECOND
+
+
+def choose_hyperparameters(
+    n_rows: int, n_tokens: int, overrides: TrainingSpec, seed: int
+) -> TrainingChoices:
+    """Zero-configuration defaults; every number is a function of the data and the spec only
+    (never of the machine's speed), so a run can be repeated exactly.
+
+    - d_model 64: under a time budget a model twice as wide costs four times as much per row
+      and sees a quarter of the rows.
+    - batch: n/4 rounded down to a power of two, within [16, 256] (larger batches gave no more
+      rows per second on CPU and fewer updates per epoch).
+    - validation: min(5%, 1024) rows held out when that is at least 64 rows (tables of 1,280
+      rows and more); early stopping after 3 evaluations without a 0.1% improvement.
+    - epochs: 40 / sqrt(n / 1000), within [1, 40] (40 up to 1k rows, 8 at 26k, 2 at 400k).
+    - time budget: 20 s + 0.25 s per 1k rows, at most 120 s (or `time_budget_s`), turned into a
+      step cap by the cost model (`step_seconds`).
+    - steps: enough for the epochs, capped by the time budget, and never under 300 unless the
+      spec sets the time budget (with fewer updates the reconstruction losses of the
+      benchmark table stayed near chance).
+    - dropout 0.1 when the plan sees each row 5 times or more, else 0 (no time to overfit).
+    - learning rate 3e-3 (with 5% warmup and a cosine decay): at 1e-3 the reconstruction
+      losses needed about three times the updates to reach the same held-out loss.
+    - evaluation on the held-out rows about 10 times per run (at most every 10 steps); its
+      cost (a forward pass, a third of a training step per row) is part of the budget.
+    """
+    d_model = overrides.d_model or 64
+    n_layers = 2
+    validation_rows = min(1024, n_rows // 20)
+    if validation_rows < 64:
+        validation_rows = 0
+    training_rows = n_rows - validation_rows
+    batch = overrides.batch_size or min(256, max(16, _power_of_two(n_rows / 4)))
+    batch = min(batch, max(training_rows, 2))
+    seconds_per_step = step_seconds(n_tokens, d_model, n_layers, batch)
+    seconds_per_evaluation = seconds_per_step * validation_rows / batch / 3
+    time_budget = overrides.time_budget_s or min(120.0, 20.0 + 0.25 * n_rows / 1000)
+    budget_steps = int((time_budget - EVALUATIONS * seconds_per_evaluation) / seconds_per_step)
+    epochs = min(40.0, max(1.0, 40.0 / math.sqrt(max(n_rows, 1) / 1000)))
+    epoch_steps = math.ceil(epochs * training_rows / batch)
+    min_steps = 1 if overrides.time_budget_s else MIN_STEPS
+    if overrides.steps:
+        steps, rule = overrides.steps, "spec"
+    elif min(epoch_steps, budget_steps) < min_steps:
+        steps, rule = min_steps, "minimum"
+    elif epoch_steps <= budget_steps:
+        steps, rule = epoch_steps, "epochs"
+    else:
+        steps, rule = budget_steps, "time budget"
+    planned_epochs = steps * batch / max(training_rows, 1)
+    eval_every = max(LOG_EVERY, math.ceil(steps / EVALUATIONS))
+    evaluations = math.ceil(steps / eval_every) if validation_rows else 0
+    estimate = steps * seconds_per_step + evaluations * seconds_per_evaluation
+    return TrainingChoices(
+        d_model=d_model,
+        embedding_dim=overrides.embedding_dim or d_model,
+        n_layers=n_layers,
+        n_heads=4,
+        dropout=0.1 if planned_epochs >= 5 else 0.0,
+        batch_size=batch,
+        steps=steps,
+        learning_rate=overrides.learning_rate or 3e-3,
+        weight_decay=1e-4,
+        temperature=0.1,
+        spread_weight=0.1 if n_tokens > 1 else 0.3,
+        seed=seed,
+        epochs=round(planned_epochs, 3),
+        training_rows=training_rows,
+        validation_rows=validation_rows,
+        eval_every=eval_every,
+        patience=3 if validation_rows and not overrides.steps else 0,
+        time_budget_s=round(estimate, 1),
+        wall_clock_limit_s=round(max(600.0, 5 * estimate), 1),
+        threads=training_threads(),
+        steps_rule=rule,
+    )
+
+
+def training_threads() -> int:
+    """Intra-op threads for training: half the cores. The model's matrices are small, so more
+    threads gain little and, on a machine shared with other work, threads that wait on each
+    other at every operation cost far more than they gain."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
