@@ -174,17 +174,10 @@ class Schema:
 
 
 def _aggregates(expr: str, name: str, kind: str) -> list[tuple[str, str, str]]:
-    if kind == "numeric":
-        x = f"cast({expr} as double)"
-        return [
-            (f"sum({x})", f"{name}__sum", "numeric"),
-            (f"avg({x})", f"{name}__mean", "numeric"),
-            (f"min({x})", f"{name}__min", "numeric"),
-            (f"max({x})", f"{name}__max", "numeric"),
-            (f"stddev_samp({x})", f"{name}__std", "numeric"),
-        ]
-    if kind == "count":
-        x = f"cast(coalesce({expr}, 0) as double)"
+    if kind in ("numeric", "count"):
+        # a count of grandchildren is 0, not NULL, for a child without any
+        value = expr if kind == "numeric" else f"coalesce({expr}, 0)"
+        x = f"cast({value} as double)"
         return [
             (f"sum({x})", f"{name}__sum", "numeric"),
             (f"avg({x})", f"{name}__mean", "numeric"),
