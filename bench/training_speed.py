@@ -84,9 +84,10 @@ def spec_for(warehouse: Path, artifacts: Path, children: bool, training_override
 
 
 def legacy_choices(
-    n_rows: int, n_tokens: int, overrides: TrainingSpec, seed: int
+    n_rows: int, tokens: list, overrides: TrainingSpec, seed: int
 ) -> training.TrainingChoices:
     """The zero-configuration rules before issue 8."""
+    n_tokens = len(tokens)
     d_model = overrides.d_model or (64 if n_rows < 20_000 else 128)
     batch = overrides.batch_size or int(
         min(256, max(16, 2 ** math.floor(math.log2(max(n_rows, 2) / 4))))
@@ -147,7 +148,7 @@ def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
         profiles = runner.profile_space(con, spec, "points")
         inputs = read_space_inputs(warehouse, con, spec, "points", profiles=profiles)
     tokens = token_specs(inputs)
-    choices = training.choose_hyperparameters(inputs.n_rows, len(tokens), spec.training, 0)
+    choices = training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)
     all_threads = torch.get_num_threads()
     steps = (("three passes", legacy_step), ("one batched pass", training.step_loss))
     variants = [

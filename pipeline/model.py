@@ -200,15 +200,25 @@ class SpaceModel(nn.Module):
     def embed_tokens(
         self, content: torch.Tensor, present: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Row embeddings [B, embedding_dim] (L2-normalised); `hidden` tokens are masked."""
+        """Row embeddings [B, embedding_dim] (L2-normalised). `hidden` tokens are left out of
+        the sequence: the row's other tokens are moved to the front and the transformer runs
+        over as many positions as the row with the most of them keeps (a masked half of a row
+        costs half a row)."""
         state = torch.where(present, VALUED, NULL)
-        visible = present
-        if hidden is not None:
-            state = torch.where(hidden, MASKED, state)
-            visible = present & ~hidden
-        tokens = content * visible.unsqueeze(-1) + self.state(state) + self.identity[None]
+        tokens = content * present.unsqueeze(-1) + self.state(state) + self.identity[None]
+        padding = None
+        if hidden is not None and bool(hidden.any()):
+            kept = ~hidden
+            width = int(kept.sum(1).max())
+            order = torch.argsort(hidden.to(torch.int8), dim=1, stable=True)[:, :width]
+            tokens = tokens.gather(1, order.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+            padding = ~kept.gather(1, order)
         tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
-        encoded = self.transformer(tokens)
+        if padding is not None and bool(padding.any()):
+            padding = torch.cat([torch.zeros(len(tokens), 1, dtype=torch.bool), padding], dim=1)
+            encoded = self.transformer(tokens, src_key_padding_mask=padding)
+        else:
+            encoded = self.transformer(tokens)
         return F.normalize(self.head(encoded[:, 0]), dim=-1)
 
     def forward(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import SpaceModel
-from pipeline.training_plan import N_VIEWS, TrainingChoices
+from pipeline.training_plan import TrainingChoices
 
 LOSS_PARTS = ("total", "joint", "marginal", "retention", "spread")
 
@@ -80,18 +80,21 @@ def losses(
     model: SpaceModel, batch: list[dict], in_a: torch.Tensor, choices: TrainingChoices
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The self-supervised loss of a batch whose masked views are split by `in_a`: view a
-    hides the tokens not in a, view b the tokens in a. The full view and both masked views go
-    through the transformer as one batch of 3B rows.
+    hides the tokens not in a, view b the tokens in a. The full view goes through the
+    transformer as one batch of B rows, both masked views (their hidden tokens left out) as
+    one batch of 2B shorter rows.
 
     Shape: in_a [B, T] (bool).
     """
     content, present = model.encode_tokens(batch)
     hidden = torch.stack([torch.zeros_like(in_a), ~in_a, in_a])
     n_rows = len(present)
-    embedding = model.embed_tokens(
-        content.repeat(N_VIEWS, 1, 1), present.repeat(N_VIEWS, 1), hidden=hidden.flatten(0, 1)
-    ).reshape(N_VIEWS, n_rows, -1)
-    full, view_a, view_b = embedding.unbind(0)
+    full = model.embed_tokens(content, present)
+    masked = model.embed_tokens(
+        content.repeat(2, 1, 1), present.repeat(2, 1), hidden=hidden[1:].flatten(0, 1)
+    ).reshape(2, n_rows, -1)
+    embedding = torch.cat([full[None], masked])
+    view_a, view_b = masked.unbind(0)
     joint = (
         info_nce(full, view_a, choices.temperature) + info_nce(full, view_b, choices.temperature)
     ) / 2
@@ -100,9 +103,9 @@ def losses(
     rows = torch.cat([present[None], hidden[1:] & present])
     per_token = token_losses(model, batch, embedding, rows, choices.temperature)
     losses = per_token.values()
-    masked = [loss[1:].sum() / used[1:].sum() for loss, used in losses if used[1:].any()]
+    masked_losses = [loss[1:].sum() / used[1:].sum() for loss, used in losses if used[1:].any()]
     kept = [loss[0] for loss, used in losses if used[0]]
-    marginal = torch.stack(masked).mean() if masked else joint * 0
+    marginal = torch.stack(masked_losses).mean() if masked_losses else joint * 0
     retention = torch.stack(kept).mean() if kept else joint * 0
     spread = uniformity(full)
     total = joint + marginal + retention + choices.spread_weight * spread
@@ -110,10 +113,16 @@ def losses(
     return total, dict(zip(LOSS_PARTS, values, strict=True))
 
 
+def complementary_split(n_rows: int, n_tokens: int, generator: torch.Generator) -> torch.Tensor:
+    """`in_a` [B, T]: each row's tokens split at random into halves of ceil(T/2) (in a) and
+    floor(T/2), so both masked views are half a row long."""
+    ranks = torch.rand(n_rows, n_tokens, generator=generator).argsort(1).argsort(1)
+    return ranks < (n_tokens + 1) // 2
+
+
 def step_loss(
     model: SpaceModel, batch: list[dict], generator: torch.Generator, choices: TrainingChoices
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one training batch with fresh random complementary views."""
-    present = torch.stack([part["present"] for part in batch], dim=1)
-    in_a = torch.rand(present.shape, generator=generator) < 0.5
-    return losses(model, batch, in_a, choices)
+    n_rows = len(batch[0]["present"])
+    return losses(model, batch, complementary_split(n_rows, len(batch), generator), choices)

@@ -73,8 +73,8 @@ class TrainingSpec(_Strict):
     predictor_epochs: int | None = Field(default=None, ge=1)
     time_budget_s: float | None = Field(default=None, gt=0)
     """Seconds a space's training should take on the reference machine (2 cores), turned into
-    a step count by a cost model, so runs stay reproducible; unset: 20 s + 0.25 s per 1,000
-    rows, at most 120 s."""
+    a step count by a cost model, so runs stay reproducible; unset: 15 s + 0.3 s per 1,000
+    rows, at most 45 s."""
 
 
 class SpaceSpec(_Strict):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline.inputs import SpaceInputs
 from pipeline.model import SpaceModel, gather, token_specs
-from pipeline.objective import LOSS_PARTS, losses, step_loss, token_losses
+from pipeline.objective import LOSS_PARTS, complementary_split, losses, step_loss, token_losses
 from pipeline.spec import TrainingSpec
 from pipeline.training_plan import (
     LOG_EVERY,
@@ -97,7 +97,7 @@ class _Validation:
         for part in torch.tensor_split(rows, n_batches):
             batch = gather(inputs, part)
             present = torch.stack([p["present"] for p in batch], dim=1)
-            self.batches.append((batch, torch.rand(present.shape, generator=generator) < 0.5))
+            self.batches.append((batch, complementary_split(*present.shape, generator)))
         self.choices = choices
 
     @torch.no_grad()
@@ -118,7 +118,7 @@ def train_space(
 ) -> tuple[SpaceModel, TrainingResult]:
     """Train a space model on its inputs; retries once with a correction if training fails."""
     tokens = token_specs(inputs)
-    choices = choose_hyperparameters(inputs.n_rows, len(tokens), overrides, seed)
+    choices = choose_hyperparameters(inputs.n_rows, tokens, overrides, seed)
     result = TrainingResult(choices=choices, started_at=time.time())
     with torch_threads(choices.threads):
         for attempt in range(2):

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.model import TokenSpec
 from pipeline.spec import TrainingSpec
 
 N_VIEWS = 3
-"""Full view and two complementary masked views, run through the transformer as one batch."""
+"""Full view and two complementary masked views (each half the row's tokens)."""
 REFERENCE_MACS_PER_SECOND = 13e9
 """Multiply-adds per second of a training step on the reference machine (2 CPU cores, one
 thread, d_model 64); with STEP_OVERHEAD_S it turns the time budget into a step count without
@@ -24,6 +25,12 @@ STEP_OVERHEAD_S = 0.0025
 """Seconds per token per step that do not grow with the batch (launching small operations)."""
 LOG_EVERY = 10
 MIN_STEPS = 300
+"""Updates a small table gets even when its epochs need fewer, while they fit the budget."""
+FLOOR_STEPS = 50
+"""Updates every space gets, even past its time budget (a wide child set on a small table)."""
+BASE_BUDGET_S = 15.0
+BUDGET_PER_1K_ROWS_S = 0.3
+MAX_BUDGET_S = 45.0
 EVALUATIONS = 10
 """Evaluations on the held-out rows per run (fewer when a run has under 100 steps)."""
 MIN_IMPROVEMENT = 1e-3
@@ -68,20 +75,33 @@ def _power_of_two(x: float) -> int:
     return 2 ** math.floor(math.log2(max(x, 1.0)))
 
 
-def step_seconds(n_tokens: int, d_model: int, n_layers: int, batch_size: int) -> float:
+def step_seconds(tokens: list[TokenSpec], d_model: int, n_layers: int, batch_size: int) -> float:
     """Cost model of one training step on the reference machine: a fixed cost per token plus
-    the multiply-adds of three views through the transformer (attention projections 4d²,
-    feed-forward 2 * d * 2d, attention 2 * seq * d per token and layer), encoders and decoders
-    (about 4d² per token), backward about twice the forward."""
-    seq = n_tokens + 1
-    per_token_layer = 8 * d_model**2 + 2 * seq * d_model
-    forward = N_VIEWS * (seq * n_layers * per_token_layer + n_tokens * 4 * d_model**2)
+    the multiply-adds of the full view (every token) and the two masked views (half the
+    tokens each) through the transformer (attention projections 4d², feed-forward 2 * d * 2d,
+    attention 2 * seq * d per token and layer), encoders and decoders (about 4d² per token and
+    view), and each child set once per row (projection, keys and values of up to
+    `max_length` children); backward about twice the forward."""
+    n_tokens = len(tokens)
+    forward = 0.0
+    for seq in (n_tokens + 1, (n_tokens + 1) // 2 + 1, (n_tokens + 1) // 2 + 1):
+        forward += seq * n_layers * (8 * d_model**2 + 2 * seq * d_model)
+    forward += N_VIEWS * n_tokens * 4 * d_model**2
+    for token in tokens:
+        if token.kind == "children":
+            forward += token.max_length * (token.dim * d_model + 2 * d_model**2 + 4 * d_model)
     macs = 3.0 * forward * batch_size
     return n_tokens * STEP_OVERHEAD_S + macs / REFERENCE_MACS_PER_SECOND
 
 
+def time_budget(n_rows: int) -> float:
+    """Seconds of training a space gets on the reference machine: 15 s + 0.3 s per 1k rows, at
+    most 45 s, so a whole run of a few tables stays within minutes."""
+    return min(MAX_BUDGET_S, BASE_BUDGET_S + BUDGET_PER_1K_ROWS_S * n_rows / 1000)
+
+
 def choose_hyperparameters(
-    n_rows: int, n_tokens: int, overrides: TrainingSpec, seed: int
+    n_rows: int, tokens: list[TokenSpec], overrides: TrainingSpec, seed: int
 ) -> TrainingChoices:
     """Zero-configuration defaults; every number is a function of the data and the spec only
     (never of the machine's speed), so a run can be repeated exactly.
@@ -93,11 +113,13 @@ def choose_hyperparameters(
     - validation: min(5%, 1024) rows held out when that is at least 64 rows (tables of 1,280
       rows and more); early stopping after 3 evaluations without a 0.1% improvement.
     - epochs: 40 / sqrt(n / 1000), within [1, 40] (40 up to 1k rows, 8 at 26k, 2 at 400k).
-    - time budget: 20 s + 0.25 s per 1k rows, at most 120 s (or `time_budget_s`), turned into a
-      step cap by the cost model (`step_seconds`).
-    - steps: enough for the epochs, capped by the time budget, and never under 300 unless the
-      spec sets the time budget (with fewer updates the reconstruction losses of the
-      benchmark table stayed near chance).
+    - time budget: `time_budget` (or the spec's `time_budget_s`), turned into a step cap by the
+      cost model (`step_seconds`). It is a cap: the self-supervised space feeds the
+      predictors beside the child statistics, which need no training, and a whole run must
+      stay within minutes of a GROUP BY + LightGBM on the same tables.
+    - steps: enough for the epochs and at least 300 (with fewer updates the reconstruction
+      losses of small tables stayed near chance), both capped by the time budget; never under
+      50 unless the spec sets the time budget.
     - dropout 0.1 when the plan sees each row 5 times or more, else 0 (no time to overfit).
     - learning rate 3e-3 (with 5% warmup and a cosine decay): at 1e-3 the reconstruction
       losses needed about three times the updates to reach the same held-out loss.
@@ -112,21 +134,24 @@ def choose_hyperparameters(
     training_rows = n_rows - validation_rows
     batch = overrides.batch_size or min(256, max(16, _power_of_two(n_rows / 4)))
     batch = min(batch, max(training_rows, 2))
-    seconds_per_step = step_seconds(n_tokens, d_model, n_layers, batch)
+    n_tokens = len(tokens)
+    seconds_per_step = step_seconds(tokens, d_model, n_layers, batch)
     seconds_per_evaluation = seconds_per_step * validation_rows / batch / 3
-    time_budget = overrides.time_budget_s or min(120.0, 20.0 + 0.25 * n_rows / 1000)
-    budget_steps = int((time_budget - EVALUATIONS * seconds_per_evaluation) / seconds_per_step)
+    budget = overrides.time_budget_s or time_budget(n_rows)
+    budget_steps = int((budget - EVALUATIONS * seconds_per_evaluation) / seconds_per_step)
     epochs = min(40.0, max(1.0, 40.0 / math.sqrt(max(n_rows, 1) / 1000)))
     epoch_steps = math.ceil(epochs * training_rows / batch)
-    min_steps = 1 if overrides.time_budget_s else MIN_STEPS
+    floor = 1 if overrides.time_budget_s else FLOOR_STEPS
     if overrides.steps:
         steps, rule = overrides.steps, "spec"
-    elif min(epoch_steps, budget_steps) < min_steps:
-        steps, rule = min_steps, "minimum"
-    elif epoch_steps <= budget_steps:
-        steps, rule = epoch_steps, "epochs"
-    else:
+    elif budget_steps < floor:
+        steps, rule = floor, "floor"
+    elif budget_steps < max(epoch_steps, MIN_STEPS):
         steps, rule = budget_steps, "time budget"
+    elif epoch_steps < MIN_STEPS:
+        steps, rule = MIN_STEPS, "minimum"
+    else:
+        steps, rule = epoch_steps, "epochs"
     planned_epochs = steps * batch / max(training_rows, 1)
     eval_every = max(LOG_EVERY, math.ceil(steps / EVALUATIONS))
     evaluations = math.ceil(steps / eval_every) if validation_rows else 0

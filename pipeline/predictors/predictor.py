@@ -92,10 +92,10 @@ class Predictor:
         return probabilities[np.arange(len(probabilities)), self.decide(probabilities)]
 
     def contributions(self, features: PredictorFeatures) -> dict[str, np.ndarray] | None:
-        parts = [m.contributions(features) for m in self.models]
-        if any(p is None for p in parts):
-            return None
-        return {name: np.mean([p[name] for p in parts], axis=0) for name in parts[0]}
+        """|Contribution| of each input group per row, from the first model: the fold models
+        learn the same function, and exact tree contributions cost far more than predicting
+        (11 s of a 13 s predict for five fold models on 4.7k rows)."""
+        return self.models[0].contributions(features)
 
     def ood_sigma(self, embeddings: np.ndarray) -> np.ndarray:
         """Distance to the nearest training embeddings, in standard deviations of that
