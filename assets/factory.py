@@ -5,6 +5,8 @@ relationship it reads), `s_space`, `s_embeddings`, and per target `t`: `s__t_pre
 `s__t_predictions`. Asset bodies call `pipeline.runner`; they only add Dagster metadata.
 """
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -215,11 +217,23 @@ def _check_results(
         )
 
 
+def code_version(spec: Spec, space: str) -> str:
+    """What the space's model is built from in the spec (its section and the training
+    overrides): editing it marks the space and everything below it stale in Dagster."""
+    section = {
+        "space": spec.spaces[space].model_dump(mode="json"),
+        "training": spec.training.model_dump(mode="json"),
+        "seed": spec.seed,
+    }
+    return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=space_key(space),
         group_name=space,
         deps=[profile_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
+        code_version=code_version(spec, space),
         pool=POOL,
         kinds={"pytorch"},
         description=f"The embedding space of `{space}`: self-supervised model saved under "
@@ -229,10 +243,10 @@ def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         current = spaces.load_spec()
         trained = runner.train(current, space, progress=False)
         metadata = training_metadata(trained.version, trained.training)
-        timeline = runner.space_folder(current, space) / "timeline.json"
+        timeline = trained.folder / "timeline.json"
         if timeline.exists():
             metadata["timeline"] = dg.MetadataValue.path(str(timeline))
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(trained.version))
 
     return trained_space
 
@@ -253,7 +267,10 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         table = f"{current.output_schema}.{space}_embeddings"
         metadata = output_table_metadata(current.warehouse, table, rows)
         metadata.update(sphere_metadata(current.warehouse, table))
-        return dg.MaterializeResult(metadata=metadata)
+        # the version of the model that wrote them: a retrained child marks the spaces that
+        # pool its embeddings stale
+        version = runner.current_space_version(current, space)
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 
     return embeddings
 
@@ -275,7 +292,7 @@ def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition
         metadata = metrics_metadata(trained.metrics)
         metadata["version"] = dg.MetadataValue.text(trained.version)
         metadata["task"] = dg.MetadataValue.text(trained.task)
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(trained.version))
 
     return predictor
 
@@ -324,15 +341,19 @@ def space_assets(
 
 
 def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
-    """Nightly `embed_and_predict` (re-embed, re-score with the current models, rebuild the
-    marts) and weekly `retrain_all` (everything, models retrained)."""
-    refresh = [embeddings_key(s) for s in spec.spaces] + [
-        predictions_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets
-    ]
+    """Nightly `embed_and_predict` (profile and its blocking join checks, re-embed, re-score
+    with the current models, rebuild the marts) and weekly `retrain_all` (everything, models
+    retrained)."""
+    refresh = (
+        [profile_key(s) for s in spec.spaces]
+        + [embeddings_key(s) for s in spec.spaces]
+        + [predictions_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets]
+    )
     embed_and_predict = dg.define_asset_job(
         "embed_and_predict",
         selection=dg.AssetSelection.assets(*refresh) | dg.AssetSelection.groups(MARTS_GROUP),
-        description="Re-embed every space and re-score every target with the current models.",
+        description="Profile and check every space's joins (blocking), re-embed every space "
+        "and re-score every target with the current models.",
     )
     retrain_all = dg.define_asset_job(
         "retrain_all",

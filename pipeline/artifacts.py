@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -24,14 +24,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def save_weights(module: torch.nn.Module, path: Path) -> str:
-    """Save a module's weights atomically; returns a short content hash (the version)."""
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(".tmp.safetensors")
-    save_file(state, str(tmp))
-    data = tmp.read_bytes()
-    tmp.unlink()
-    _atomic_write(path, data)
+def weights_bytes(module: torch.nn.Module) -> bytes:
+    """A module's weights as safetensors bytes."""
+    return save({k: v.detach().contiguous() for k, v in module.state_dict().items()})
+
+
+def short_hash(data: bytes) -> str:
+    """The 12-character content hash used as a model version."""
     return hashlib.sha256(data).hexdigest()[:12]
 
 
@@ -39,8 +38,12 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict(load_file(str(path)))
 
 
+def json_bytes(data: dict) -> bytes:
+    return json.dumps(data, indent=2, default=float).encode()
+
+
 def save_json(data: dict, path: Path) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, default=float).encode())
+    atomic_write(path, json_bytes(data))
 
 
 def load_json(path: Path) -> dict:

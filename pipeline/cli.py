@@ -79,6 +79,24 @@ def _report(spec: Spec, args: argparse.Namespace) -> None:
             print(f"{name} {kind}: {path}")
 
 
+def _rollback(spec: Spec, args: argparse.Namespace) -> None:
+    from pipeline import model_store
+
+    if args.space not in spec.spaces:
+        raise PipelineError(f"unknown space {args.space} (known: {', '.join(spec.spaces)})")
+    if args.target:
+        folder = runner.predictor_folder(spec, args.space, args.target)
+        what = f"predictor {args.space}.{args.target}"
+    else:
+        folder, what = runner.space_folder(spec, args.space), f"space {args.space}"
+    print(f"{what}: {model_store.roll_back(folder, what)} is current again")
+    if not args.target:
+        print(
+            f"re-embed it and retrain what reads it: python -m pipeline embed --space "
+            f"{args.space}, then train the spaces above it (or python -m pipeline run)"
+        )
+
+
 COMMANDS = {
     "run": (_run, "validate, train every space bottom-up, embed, train predictors, predict"),
     "validate": (_validate, "profile columns and check keys and joins"),
@@ -87,6 +105,7 @@ COMMANDS = {
     "predict": (_predict, "score every row with the saved predictors"),
     "report": (_report, "plots (losses, mutual information, 3-d sphere) and a summary"),
     "search": (_search, "rows most similar to the row with a key (--explain: why)"),
+    "rollback": (_rollback, "make the previous saved model of a space (or predictor) current"),
 }
 
 
@@ -105,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
+        if name == "rollback":
+            command.add_argument("--space", required=True, help="the space")
+            command.add_argument("--target", help="roll back this target's predictor instead")
     commands.add_parser("demo", help="write the demo warehouse (--warehouse, --scale, --seed)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:

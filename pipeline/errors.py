@@ -29,3 +29,8 @@ class DataError(PipelineError):
 class DataWarning(UserWarning):
     """The data is usable but not as clean as it should be (orphans, unparseable values,
     schema drift): the pipeline goes on, says what it did, and reports it."""
+
+
+class LeakageWarning(DataWarning):
+    """An input predicts a target almost perfectly on its own: probably known only after the
+    outcome. The predictor still trains; the warning is recorded with its run."""

@@ -60,6 +60,26 @@ def _require_embeddings(
         )
 
 
+def read_versions(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str
+) -> dict[str, str]:
+    """The space version of the embeddings each child and referenced space of `name` holds
+    now (several versions are joined with '+'; a table not written yet is left out)."""
+    space = spec.spaces[name]
+    found = {}
+    for related in [c.space for c in space.children] + [r.space for r in space.references]:
+        if related in found or not warehouse.table_exists(
+            con, f"{spec.output_schema}.{related}_embeddings"
+        ):
+            continue
+        rows = con.execute(
+            f"select distinct space_version from {embeddings_table(spec, related)} "
+            "order by space_version"
+        ).fetchall()
+        found[related] = "+".join(str(r[0]) for r in rows)
+    return found
+
+
 def _vectors(table, column: str = "embedding") -> np.ndarray:
     array = table.column(column).combine_chunks()
     if len(array) == 0:

@@ -80,8 +80,17 @@ def token_specs(inputs: SpaceInputs) -> list[TokenSpec]:
     return specs
 
 
-def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """The batch of `rows` for every token, in token_specs order; each has a `present` mask."""
+def gather(
+    inputs: SpaceInputs,
+    rows: torch.Tensor,
+    child_limit: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """The batch of `rows` for every token, in token_specs order; each has a `present` mask.
+
+    With `child_limit` (training), a row with more children keeps a random `child_limit` of
+    them, in their order and with their positions: an update costs what a short set costs,
+    and the set's token learns from every subset of it over the run."""
     batch = []
     for column in inputs.columns:
         part = {k: v[rows] for k, v in column.arrays.items() if k != "text_row"}
@@ -92,21 +101,28 @@ def gather(inputs: SpaceInputs, rows: torch.Tensor) -> list[dict[str, torch.Tens
     for child in inputs.children:
         start = child.offsets[rows]
         lengths = child.offsets[rows + 1] - start
-        width = max(int(lengths.max()) if len(rows) else 0, 1)
-        steps = torch.arange(width)
-        visible = steps[None, :] < lengths[:, None]
-        index = (start[:, None] + steps[None, :]).clamp(max=max(len(child.embeddings) - 1, 0))
+        longest = max(int(lengths.max()) if len(rows) else 0, 1)
+        steps = torch.arange(longest)
+        if child_limit is not None and longest > child_limit:
+            draw = torch.rand(len(rows), longest, generator=generator)
+            draw = draw.masked_fill(steps[None, :] >= lengths[:, None], 2.0)  # absent: last
+            positions = draw.argsort(dim=1)[:, :child_limit].sort(dim=1).values
+        else:
+            positions = steps[None, :].expand(len(rows), -1)
+        visible = positions < lengths[:, None]
+        index = (start[:, None] + positions).clamp(max=max(len(child.embeddings) - 1, 0))
         if len(child.embeddings):
             children = child.embeddings[index] * visible.unsqueeze(-1)
         else:
-            children = torch.zeros(len(rows), width, child.dim)
+            children = torch.zeros(len(rows), positions.shape[1], child.dim)
         batch.append(
             {
                 "children": children,
                 "visible": visible,
+                "positions": positions.clamp(max=child.max_length - 1),
                 "count": child.counts[rows],
                 "present": lengths > 0,
-                "target_vector": children.sum(1) / lengths.clamp(min=1).unsqueeze(-1),
+                "target_vector": children.sum(1) / visible.sum(1).clamp(min=1).unsqueeze(-1),
             }
         )
     for _, indices in inputs.statistics_groups():

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 
 from pipeline.artifacts import load_json
+from pipeline.model_store import current_set
 from pipeline.objective import LOSS_PARTS
 from pipeline.spec import Spec
 
@@ -75,9 +76,10 @@ def markdown_image(png: bytes, alt: str) -> str:
 
 def space_report(spec: Spec, name: str, folder: Path) -> dict[str, Path]:
     """Write the plots and a summary of one trained and embedded space into `folder`."""
-    description = load_json(Path(spec.artifacts) / name / "space.json")
+    model_set = current_set(Path(spec.artifacts) / name, f"space {name}")
+    description = load_json(model_set / "space.json")
     training = description.get("training") or {}
-    timeline_file = Path(spec.artifacts) / name / "timeline.json"
+    timeline_file = model_set / "timeline.json"
     timeline = load_json(timeline_file)["timeline"] if timeline_file.exists() else []
     con = duckdb.connect(str(spec.warehouse), read_only=True)
     try:

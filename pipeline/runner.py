@@ -17,15 +17,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline.artifacts import load_json
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
-from pipeline.errors import DataWarning, PipelineError
+from pipeline.errors import DataWarning, LeakageWarning, PipelineError
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model import token_specs
+from pipeline.model_store import current_set
 from pipeline.predictions import predictions_table
 from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
+from pipeline.predictors.leakage import find_leaks
 from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
 from pipeline.space import Space
 from pipeline.spec import Spec
@@ -42,6 +45,12 @@ def warehouse_of(spec: Spec) -> Warehouse:
 
 def space_folder(spec: Spec, name: str) -> Path:
     return Path(spec.artifacts) / name
+
+
+def current_space_version(spec: Spec, name: str) -> str:
+    """The version of the space's current model set (without loading its weights)."""
+    folder = current_set(space_folder(spec, name), f"space {name}")
+    return str(load_json(folder / "space.json")["version"])
 
 
 def predictor_folder(spec: Spec, name: str, target: str) -> Path:
@@ -105,13 +114,16 @@ def validate(spec: Spec) -> list[SpaceValidation]:
 
 
 def train(spec: Spec, name: str, progress: bool = True) -> Space:
-    """Train a space (its children and references must be embedded already) and save it."""
+    """Train a space (its children and references must be embedded already) and save it.
+    The warehouse is read, closed while the model trains, then reopened to write the record."""
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         profiles = stored_profiles(con, spec, name)
-        space = Space.train(warehouse, con, spec, name, profiles, progress=progress)
-        folder = space_folder(spec, name)
-        space.save(folder)
+        data = Space.read_training_data(warehouse, con, spec, name, profiles)
+    space = Space.train(spec, name, data, progress=progress)
+    space.save(space_folder(spec, name), spec.keep_versions)
+    mi = space.training.mutual_information
+    with warehouse.connect() as con:
         _record_run(
             warehouse,
             con,
@@ -120,10 +132,10 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
             None,
             space.version,
             space.training,
-            folder / "timeline.json",
+            space.folder / "timeline.json",
             metrics={},
+            read_versions=space.read_versions,
         )
-        mi = space.training.mutual_information
         warehouse.write_table(
             con,
             "mutual_information",
@@ -149,23 +161,25 @@ def embed(spec: Spec, name: str) -> int:
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
-        _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
-        embeddings = space.embed(inputs)
-        if not np.isfinite(embeddings).all():
-            raise PipelineError(
-                f"space {name}: the model gives non-finite embeddings for "
-                f"{int((~np.isfinite(embeddings)).any(axis=1).sum())} row(s); nothing was "
-                f"written -> retrain the space (python -m pipeline train --space {name})"
-            )
-        warehouse.write_table(con, f"{name}_embeddings", space.embeddings_table(inputs, embeddings))
+    _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
+    embeddings = space.embed(inputs)
+    if not np.isfinite(embeddings).all():
+        raise PipelineError(
+            f"space {name}: the model gives non-finite embeddings for "
+            f"{int((~np.isfinite(embeddings)).any(axis=1).sum())} row(s); nothing was "
+            f"written -> retrain the space (python -m pipeline train --space {name})"
+        )
+    table = space.embeddings_table(inputs, embeddings)
+    with warehouse.connect() as con:
+        warehouse.write_table(con, f"{name}_embeddings", table)
     return len(embeddings)
 
 
-def _warn(where: str, messages: list[str]) -> None:
-    """Log each message and raise it as a DataWarning (the step goes on)."""
+def _warn(where: str, messages: list[str], category: type[Warning] = DataWarning) -> None:
+    """Log each message and raise it as a warning of `category` (the step goes on)."""
     for message in messages:
         log.warning("%s: %s", where, message)
-        warnings.warn(f"{where}: {message}", DataWarning, stacklevel=3)
+        warnings.warn(f"{where}: {message}", category, stacklevel=3)
 
 
 def _space_rows_embeddings(con, spec: Spec, name: str, version: str) -> np.ndarray:
@@ -229,8 +243,11 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
         time_order = _time_order(con, spec, name)
     # the warehouse is not held while the candidates train
     labels = read_target(name, target, target_type, values)
+    features = predictor_features(inputs, embeddings)
+    leaks = [leak.message(name, target) for leak in find_leaks(features, labels, spec.seed)]
+    _warn(f"space {name}", leaks, LeakageWarning)
     predictor = train_predictor(
-        predictor_features(inputs, embeddings),
+        features,
         labels,
         inputs.keys,
         spec.seed,
@@ -239,7 +256,7 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
         time_order=time_order,
     )
     predictor.space_version = space.version
-    predictor.save(predictor_folder(spec, name, target))
+    predictor.save(predictor_folder(spec, name, target), spec.keep_versions)
     result = TrainingResult(choices=None, started_at=started.timestamp())
     result.finished_at = dt.datetime.now(dt.UTC).timestamp()
     with warehouse.connect() as con:
@@ -253,6 +270,9 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
             result,
             None,
             metrics=predictor.metrics,
+            read_versions={name: space.version},
+            warnings_raised=leaks,
+            record=predictor.training_record(),
         )
     log.info("predictor %s.%s: %s", name, target, predictor.metrics)
     return predictor
@@ -330,8 +350,15 @@ def _record_run(
     result: TrainingResult,
     timeline: Path | None,
     metrics: dict,
+    read_versions: dict[str, str] | None = None,
+    warnings_raised: list[str] | None = None,
+    record: dict | None = None,
 ) -> None:
+    """One row of `ml.training_runs`. A space's record comes from its `TrainingResult`; a
+    predictor passes `record` (epochs, steps, losses, hyperparameters of the chosen
+    candidate)."""
     summary = result.summary() if result.choices else {}
+    record = record or {}
     run_id = uuid.uuid4().hex[:12]
     row = {
         "run_id": run_id,
@@ -339,15 +366,17 @@ def _record_run(
         "space": name,
         "target": target,
         "version": version,
+        "read_versions": json.dumps(read_versions or {}),
         "started_at": dt.datetime.fromtimestamp(result.started_at, dt.UTC).replace(tzinfo=None),
         "finished_at": dt.datetime.fromtimestamp(result.finished_at, dt.UTC).replace(tzinfo=None),
-        "epochs": float(result.epochs),
-        "steps": int(result.steps_done),
-        "losses": json.dumps(result.final_losses),
+        "epochs": float(record.get("epochs", result.epochs)),
+        "steps": int(record.get("steps", result.steps_done)),
+        "losses": json.dumps(record.get("losses", result.final_losses)),
         "metrics": json.dumps(metrics),
-        "hyperparameters": json.dumps(summary.get("choices", {})),
+        "hyperparameters": json.dumps(record.get("hyperparameters", summary.get("choices", {}))),
         "detected_failures": list(result.failures),
         "corrective_actions": list(result.corrective_actions),
+        "warnings": list(warnings_raised if warnings_raised is not None else result.warnings),
         "timeline_path": str(timeline) if timeline else None,
     }
     schema = pa.schema(
@@ -357,6 +386,7 @@ def _record_run(
             ("space", pa.string()),
             ("target", pa.string()),
             ("version", pa.string()),
+            ("read_versions", pa.string()),
             ("started_at", pa.timestamp("us")),
             ("finished_at", pa.timestamp("us")),
             ("epochs", pa.float64()),
@@ -366,6 +396,7 @@ def _record_run(
             ("hyperparameters", pa.string()),
             ("detected_failures", pa.list_(pa.string())),
             ("corrective_actions", pa.list_(pa.string())),
+            ("warnings", pa.list_(pa.string())),
             ("timeline_path", pa.string()),
         ]
     )

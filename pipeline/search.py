@@ -40,7 +40,7 @@ def nearest(
         )
     warehouse = warehouse_of(spec)
     table = f"{spec.output_schema}.{space}_embeddings"
-    with warehouse.connect(read_only=not explain) as con:
+    with warehouse.connect(read_only=True) as con:
         types = table_columns(con, table)
         if not types:
             raise PipelineError(f"{table} does not exist -> run python -m pipeline run first")

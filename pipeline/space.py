@@ -11,11 +11,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.artifacts import load_json, load_weights, save_json, save_weights
+from pipeline import model_store
+from pipeline.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
 from pipeline.child_stats import ChildStatistics
 from pipeline.encoders import codec_from_state
 from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError
+from pipeline.hierarchy import read_versions
 from pipeline.inputs import SpaceInputs, read_space_inputs
 from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.profiling import ColumnProfile
@@ -24,6 +26,18 @@ from pipeline.training import TrainingResult, train_space
 from pipeline.warehouse import Warehouse, table_columns
 
 EMBED_BATCH = 1024
+PROJECTION_ROWS = 4096
+"""Rows whose embeddings fit the 3-d projection."""
+
+
+@dataclass
+class TrainingData:
+    """What a space trains on, read from the warehouse before training starts."""
+
+    inputs: SpaceInputs
+    read_versions: dict[str, str]
+    table_columns: list[str]
+    fingerprint: str
 
 
 @dataclass
@@ -39,18 +53,28 @@ class Space:
     """Every column of the table when the space was trained (to report schema drift)."""
     statistics: ChildStatistics | None = None
     """The child statistics plan and normalisation (None when the table has no children)."""
+    read_versions: dict[str, str] = field(default_factory=dict)
+    """Version of every child and referenced space whose embeddings it was trained on."""
+    data_fingerprint: str = ""
+    """Hash of the column profile the codecs were fitted on (rows, types, nulls, distinct)."""
+    folder: Path | None = None
+    """The model set it was saved to or loaded from."""
+    projection: np.ndarray | None = None
+    """[4, dim]: the mean embedding, then the three principal axes of the training rows'
+    embeddings; `embedding_3d` is a row's embedding projected on them (PCA, fitted once)."""
 
     @classmethod
-    def train(
+    def read_training_data(
         cls,
         warehouse: Warehouse,
         con: duckdb.DuckDBPyConnection,
         spec: Spec,
         name: str,
         profiles: list[ColumnProfile],
-        progress: bool = True,
-    ) -> Space:
-        """Fit codecs and train the model on every row of the space's table."""
+    ) -> TrainingData:
+        """Everything training reads from the warehouse, read at once so the connection can
+        be closed while the model trains."""
+        read = read_versions(warehouse, con, spec, name)
         inputs = read_space_inputs(warehouse, con, spec, name, profiles=profiles)
         if not token_specs(inputs):
             excluded = ", ".join(f"{p.column} ({p.reason})" for p in profiles if p.excluded)
@@ -64,22 +88,38 @@ class Space:
                 f"space {name}: {spec.spaces[name].table} has {inputs.n_rows} row(s);"
                 " at least 2 are needed to train"
             )
+        return TrainingData(
+            inputs,
+            read,
+            list(table_columns(con, spec.spaces[name].table)),
+            fingerprint(profiles, inputs.n_rows),
+        )
+
+    @classmethod
+    def train(cls, spec: Spec, name: str, data: TrainingData, progress: bool = True) -> Space:
+        """Fit the model on every row of the space's table (codecs are fitted on reading)."""
+        inputs = data.inputs
         model, result = train_space(inputs, spec.training, spec.seed, progress=progress)
-        codecs = {c.name: c.codec for c in inputs.columns}
-        columns = list(table_columns(con, spec.spaces[name].table))
-        return cls(
+        space = cls(
             name,
             model,
-            codecs,
+            {c.name: c.codec for c in inputs.columns},
             training=result,
-            table_columns=columns,
+            table_columns=data.table_columns,
             statistics=inputs.statistics,
+            read_versions=data.read_versions,
+            data_fingerprint=data.fingerprint,
         )
+        sample = np.random.default_rng(spec.seed).permutation(inputs.n_rows)[:PROJECTION_ROWS]
+        space.projection = fit_projection(space.embed(inputs, rows=np.sort(sample)))
+        return space
 
     def read_inputs(
         self, warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec
     ) -> SpaceInputs:
-        """Current rows of the table through the saved codecs (no refitting)."""
+        """Current rows of the table through the saved codecs (no refitting). Refuses when a
+        child or referenced space was retrained since this one was trained on its embeddings."""
+        self.check_read_versions(read_versions(warehouse, con, spec, self.name))
         inputs = read_space_inputs(
             warehouse, con, spec, self.name, codecs=self.codecs, statistics=self.statistics
         )
@@ -120,9 +160,10 @@ class Space:
     def embeddings_table(self, inputs: SpaceInputs, embeddings: np.ndarray) -> pa.Table:
         """`ml.<space>_embeddings` rows: key, embedding, embedding_3d, version, time."""
         dim = embeddings.shape[1]
-        three = embeddings[:, :3] / np.maximum(
-            np.linalg.norm(embeddings[:, :3], axis=1, keepdims=True), 1e-12
-        )
+        if self.projection is None:  # a space saved before projections were fitted
+            self.projection = fit_projection(embeddings)
+        three = (embeddings - self.projection[0]) @ self.projection[1:].T
+        three /= np.maximum(np.linalg.norm(three, axis=1, keepdims=True), 1e-12)
         n = len(embeddings)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         columns = {name: inputs.keys.column(name) for name in inputs.keys.column_names}
@@ -138,34 +179,59 @@ class Space:
         )
         return pa.table(columns)
 
-    def save(self, folder: Path) -> str:
-        """Write weights and description; sets and returns the version (weights hash)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        self.version = save_weights(self.model, folder / "space.safetensors")
-        save_json(
-            {
-                "name": self.name,
-                "version": self.version,
-                "model": self.model.description(),
-                "codecs": {name: codec.state() for name, codec in self.codecs.items()},
-                "training": self.training.summary() if self.training else None,
-                "table_columns": self.table_columns,
-                "statistics": self.statistics.state() if self.statistics else None,
-            },
-            folder / "space.json",
-        )
+    def check_read_versions(self, found: dict[str, str]) -> None:
+        stale = {
+            space: (version, found.get(space))
+            for space, version in self.read_versions.items()
+            if found.get(space) != version
+        }
+        if stale:
+            changes = "; ".join(
+                f"{space}: trained on version {old}, its embeddings are now version {new}"
+                for space, (old, new) in stale.items()
+            )
+            raise PipelineError(
+                f"space {self.name} is stale: it pools embeddings of other spaces that changed "
+                f"since it was trained ({changes}) -> retrain it: python -m pipeline train "
+                f"--space {self.name} (python -m pipeline run retrains every space in order)"
+            )
+
+    def save(self, folder: Path, keep: int = model_store.KEEP_VERSIONS) -> str:
+        """Write weights, codecs and record as one model set (made current atomically); sets
+        and returns the version (weights hash)."""
+        weights = weights_bytes(self.model)
+        self.version = short_hash(weights)
+        description = {
+            "name": self.name,
+            "version": self.version,
+            "model": self.model.description(),
+            "codecs": {name: codec.state() for name, codec in self.codecs.items()},
+            "training": self.training.summary() if self.training else None,
+            "table_columns": self.table_columns,
+            "statistics": self.statistics.state() if self.statistics else None,
+            "read_versions": self.read_versions,
+            "data_fingerprint": self.data_fingerprint,
+            "projection": None if self.projection is None else self.projection.tolist(),
+        }
+        files = {"space.safetensors": weights, "space.json": json_bytes(description)}
         if self.training:
-            save_json({"timeline": self.training.timeline}, folder / "timeline.json")
+            files["timeline.json"] = json_bytes({"timeline": self.training.timeline})
+        self.folder = model_store.write_set(folder, files, self.version, keep)
         return self.version
 
     @classmethod
     def load(cls, folder: Path) -> Space:
-        if not (folder / "space.json").exists():
-            raise PipelineError(f"no trained space in {folder} -> run python -m pipeline train")
-        description = load_json(folder / "space.json")
+        """The current model set in `folder`, checked whole against its manifest."""
+        path = model_store.current_set(folder, f"space {folder.name}")
+        description = load_json(path / "space.json")
         model = SpaceModel.from_description(description["model"])
-        load_weights(model, folder / "space.safetensors")
+        load_weights(model, path / "space.safetensors")
         model.eval()
+        if short_hash((path / "space.safetensors").read_bytes()) != description["version"]:
+            raise PipelineError(
+                f"space {folder.name}: the weights in {path} are not version "
+                f"{description['version']} -> retrain the space"
+            )
         codecs = {name: codec_from_state(s) for name, s in description["codecs"].items()}
         return cls(
             description["name"],
@@ -178,4 +244,39 @@ class Space:
                 if description.get("statistics")
                 else None
             ),
+            read_versions=description.get("read_versions", {}),
+            data_fingerprint=description.get("data_fingerprint", ""),
+            folder=path,
+            projection=(
+                np.asarray(description["projection"], np.float64)
+                if description.get("projection") is not None
+                else None
+            ),
         )
+
+
+def fit_projection(embeddings: np.ndarray) -> np.ndarray:
+    """[4, dim]: mean, then the 3 principal axes of `embeddings` (each axis's sign set so its
+    largest loading is positive: the same data gives the same axes). Fewer than 3 directions
+    of variance are padded with the coordinate axes."""
+    x = np.asarray(embeddings, np.float64)
+    dim = x.shape[1]
+    mean = x.mean(axis=0) if len(x) else np.zeros(dim)
+    axes = np.zeros((0, dim))
+    if len(x) >= 2:
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        axes = vt[:3]
+    if len(axes) < 3:
+        axes = np.concatenate([axes, np.eye(dim)[len(axes) : 3]])
+    signs = np.sign(axes[np.arange(3), np.abs(axes).argmax(axis=1)])
+    return np.concatenate([mean[None], axes * np.where(signs == 0, 1, signs)[:, None]])
+
+
+def fingerprint(profiles: list[ColumnProfile], n_rows: int) -> str:
+    """What the codecs were fitted on, in short: row count, and each column's type, role,
+    null fraction and distinct count."""
+    parts = [
+        (p.column, p.detected_type, p.role, round(p.null_fraction, 6), p.distinct_count)
+        for p in profiles
+    ]
+    return short_hash(repr((n_rows, sorted(parts))).encode())

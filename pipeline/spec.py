@@ -26,12 +26,11 @@ class ColumnSpec(_Strict):
     """One of `pipeline.encoders.type_names()` or `id`; checked in `check_structure`."""
     target: bool = False
     active: bool = True
-    p_mask: float | None = Field(default=None, ge=0.0, le=1.0)
-    p_prune: float | None = Field(default=None, ge=0.0, le=1.0)
-    embed: bool = False
-    model: Literal["auto", "gbdt", "mlp"] = "auto"
+    model: Literal["auto", "gbdt", "gbdt_aggregates", "mlp"] = "auto"
     """For a target: which predictor to keep; `auto` cross-fits every candidate and keeps the
-    best out-of-fold score."""
+    best out-of-fold score. `gbdt`: LightGBM on the columns, the child statistics and the
+    embedding's principal axes; `gbdt_aggregates`: the same without the embedding; `mlp`:
+    a network on the embedding."""
 
 
 class ChildSpec(_Strict):
@@ -118,6 +117,8 @@ class Spec(_Strict):
     """Child-side coverage below which a join stops training; by default only a join that no
     child row satisfies stops it (filtered parent views are common), lower coverage warns."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    keep_versions: int = Field(default=3, ge=1)
+    """Model sets kept per space and predictor (the current one included), for roll-back."""
     spaces: dict[str, SpaceSpec]
 
     def training_order(self) -> list[str]:

@@ -27,6 +27,7 @@ from pipeline.spec import TrainingSpec
 from pipeline.training_plan import (
     LOG_EVERY,
     MIN_IMPROVEMENT,
+    TRAINING_CHILDREN,
     TrainingChoices,
     choose_hyperparameters,
     torch_threads,
@@ -195,7 +196,8 @@ def _fit(
             order, cursor = training_rows[torch.randperm(n, generator=generator)], 0
         rows = order[cursor : cursor + choices.batch_size]
         cursor += choices.batch_size
-        loss, parts = step_loss(model, gather(inputs, rows), generator, choices)
+        batch = gather(inputs, rows, TRAINING_CHILDREN, generator)
+        loss, parts = step_loss(model, batch, generator, choices)
         if not math.isfinite(parts["total"]):
             result.failures.append(f"unstable: non-finite loss at step {step}")
             break

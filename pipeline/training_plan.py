@@ -23,6 +23,15 @@ thread, d_model 64); with STEP_OVERHEAD_S it turns the time budget into a step c
 timing anything."""
 STEP_OVERHEAD_S = 0.0025
 """Seconds per token per step that do not grow with the batch (launching small operations)."""
+STEP_FIXED_S = 0.02
+"""Seconds per step whatever its size (optimizer, losses, Python): measured on tables of
+three to four tokens, where the multiply-adds alone predicted 60% of the time."""
+TRAINING_CHILDREN = 64
+"""Children per parent row in a training batch: a longer set is sampled down to this many
+(see `gather`); embedding reads every child up to the link's `max_length`."""
+CHILD_SET_FACTOR = 3.0
+"""A child set's element-wise work (positions, masks, max, spread) costs about twice its
+multiply-adds on CPU (memory-bound; measured on sets of 512 children)."""
 LOG_EVERY = 10
 MIN_STEPS = 300
 """Updates a small table gets even when its epochs need fewer, while they fit the budget."""
@@ -81,7 +90,8 @@ def step_seconds(tokens: list[TokenSpec], d_model: int, n_layers: int, batch_siz
     tokens each) through the transformer (attention projections 4d², feed-forward 2 * d * 2d,
     attention 2 * seq * d per token and layer), encoders and decoders (about 4d² per token and
     view), and each child set once per row (projection, keys and values of up to
-    `max_length` children); backward about twice the forward."""
+    `TRAINING_CHILDREN` children, with their element-wise work); backward about twice the
+    forward."""
     n_tokens = len(tokens)
     forward = 0.0
     for seq in (n_tokens + 1, (n_tokens + 1) // 2 + 1, (n_tokens + 1) // 2 + 1):
@@ -89,9 +99,11 @@ def step_seconds(tokens: list[TokenSpec], d_model: int, n_layers: int, batch_siz
     forward += N_VIEWS * n_tokens * 4 * d_model**2
     for token in tokens:
         if token.kind == "children":
-            forward += token.max_length * (token.dim * d_model + 2 * d_model**2 + 4 * d_model)
+            children = min(token.max_length, TRAINING_CHILDREN)
+            per_child = token.dim * d_model + 2 * d_model**2 + 4 * d_model
+            forward += CHILD_SET_FACTOR * children * per_child
     macs = 3.0 * forward * batch_size
-    return n_tokens * STEP_OVERHEAD_S + macs / REFERENCE_MACS_PER_SECOND
+    return STEP_FIXED_S + n_tokens * STEP_OVERHEAD_S + macs / REFERENCE_MACS_PER_SECOND
 
 
 def time_budget(n_rows: int) -> float:

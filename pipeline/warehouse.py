@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 INTEGER_TYPE = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
 """DuckDB's integer types (what a key of integers can be)."""
@@ -56,23 +62,56 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class Warehouse:
-    """A DuckDB file. Connections are opened per operation and always closed."""
+class WarehouseLockedError(PipelineError):
+    """Another process holds the warehouse file's lock longer than we wait."""
 
-    def __init__(self, path: str | Path, output_schema: str = "ml") -> None:
+
+LOCK_TIMEOUT_S = 60.0
+"""How long a step waits for another process's lock on the warehouse before it gives up."""
+
+
+class Warehouse:
+    """A DuckDB file. Connections are opened per operation and always closed; a lock held by
+    another process is waited for, with backoff, up to `lock_timeout_s`."""
+
+    def __init__(
+        self, path: str | Path, output_schema: str = "ml", lock_timeout_s: float = LOCK_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.output_schema = output_schema
+        self.lock_timeout_s = lock_timeout_s
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"warehouse file {self.path} does not exist")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        con = self._open(read_only)
         try:
             yield con
         finally:
             con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        started, wait = time.monotonic(), 0.1
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower():
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self.lock_timeout_s:
+                    holder = re.search(r"held in (.+?)(?: by user|\. See|$)", str(error))
+                    raise WarehouseLockedError(
+                        f"warehouse {self.path} is locked by another process "
+                        f"({holder.group(1) if holder else 'unknown'}); waited {waited:.0f} s -> "
+                        "let it finish or close it (a Dagster run, dbt, a duckdb shell, a BI "
+                        "tool with a write connection), then run this step again"
+                    ) from error
+                log.info("warehouse %s is locked by another process; retrying", self.path)
+                time.sleep(min(wait, self.lock_timeout_s - waited + 0.01))
+                wait = min(wait * 2, 5.0)
 
     def output_table(self, name: str) -> str:
         return f"{quote(self.output_schema)}.{quote(name)}"

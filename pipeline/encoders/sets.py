@@ -33,12 +33,15 @@ class ChildSetEncoder(nn.Module):
         self.out = nn.Linear((n_queries + self.N_AGGREGATES) * d_model, d_model)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Shape: children [B, L, child_dim], visible [B, L], count [B] -> [B, d_model]."""
+        """Shape: children [B, L, child_dim], visible [B, L], positions [B, L] (each child's
+        place in its set; default 0..L-1), count [B] -> [B, d_model]."""
         children, visible = batch["children"], batch["visible"]
         n_rows, length, _ = children.shape
-        positions = torch.arange(length, device=children.device)
+        positions = batch.get("positions")
+        if positions is None:
+            positions = torch.arange(length, device=children.device)[None]
         projected = self.project(children)
-        tokens = projected + self.position(positions)[None]
+        tokens = projected + self.position(positions)
         tokens = torch.cat([self.empty.expand(n_rows, -1, -1), tokens], dim=1)
         with_empty = torch.cat([torch.ones(n_rows, 1, dtype=torch.bool), visible], dim=1)
         pooled, _ = self.attention(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ class FittedModel(Protocol):
 
 
 class Candidate(Protocol):
-    name: ClassVar[str]
+    name: str
 
     def fit(
         self, features: PredictorFeatures, target: Target, rows: np.ndarray, seed: int

@@ -4,7 +4,7 @@ weights, AdamW, early stopping on a seeded split of its training rows."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +44,8 @@ class EmbeddingMLPModel:
     task: str
     target_mean: float = 0.0
     target_std: float = 1.0
+    record: dict = field(default_factory=dict)
+    """How it was trained: epochs, steps, early-stopping loss, hyperparameters."""
 
     @torch.no_grad()
     def raw(self, features: PredictorFeatures) -> np.ndarray:
@@ -65,6 +67,7 @@ class EmbeddingMLPModel:
                 "target_std": self.target_std,
                 "input_dim": first.in_features,
                 "output_dim": last.out_features,
+                "record": self.record,
             },
             {k: v.detach().contiguous() for k, v in self.net.state_dict().items()},
         )
@@ -74,7 +77,9 @@ class EmbeddingMLPModel:
         net = PredictorNet(state["input_dim"], state["output_dim"])
         net.load_state_dict(tensors)
         net.eval()
-        return cls(net, state["task"], state["target_mean"], state["target_std"])
+        return cls(
+            net, state["task"], state["target_mean"], state["target_std"], state.get("record", {})
+        )
 
 
 class EmbeddingMLP:
@@ -109,7 +114,7 @@ class EmbeddingMLP:
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return F.smooth_l1_loss(out[:, 0], t)
 
-        _train(model.net, x, y, fit_rows, stop_rows, loss_fn, generator, self.epochs)
+        model.record = _train(model.net, x, y, fit_rows, stop_rows, loss_fn, generator, self.epochs)
         return model
 
 
@@ -129,27 +134,31 @@ def _train(
     loss_fn,
     generator: torch.Generator,
     epochs: int | None,
-) -> None:
-    """Minibatch AdamW, early stopping on the held-back rows' loss (best weights kept)."""
+) -> dict:
+    """Minibatch AdamW, early stopping on the held-back rows' loss (best weights kept).
+    Returns the record of the run."""
     xt, yt = torch.from_numpy(x[fit_rows]), y[fit_rows]
     xv, yv = torch.from_numpy(x[stop_rows]), y[stop_rows]
     n = len(xt)
     batch = min(256, max(32, n // 8))
     epochs = epochs or int(min(200, max(20, UPDATES * batch // max(n, 1))))
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
-    best, best_state, patience = math.inf, None, 0
+    best, best_state, patience, steps, done, last = math.inf, None, 0, 0, 0, math.nan
     for _ in range(epochs):
         net.train()
+        done += 1
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch):
+            steps += 1
             rows = order[start : start + batch]
             loss = loss_fn(net(xt[rows]), yt[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            last = float(loss.detach())
         net.eval()
         with torch.no_grad():
-            val = float(loss_fn(net(xv), yv)) if len(xv) else float(loss)
+            val = float(loss_fn(net(xv), yv)) if len(xv) else last
         if val < best - 1e-4:
             best, patience = val, 0
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
@@ -160,3 +169,18 @@ def _train(
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
+    return {
+        "epochs": done,
+        "steps": steps,
+        "losses": {"early_stopping": best, "last_training_batch": last},
+        "hyperparameters": {
+            "hidden": HIDDEN,
+            "batch_size": batch,
+            "max_epochs": epochs,
+            "patience": PATIENCE,
+            "learning_rate": 2e-3,
+            "weight_decay": 1e-3,
+            "dropout": 0.1,
+            "early_stopping_rows": len(xv),
+        },
+    }

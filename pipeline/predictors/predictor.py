@@ -5,6 +5,7 @@ out-of-distribution reference; trained by `train_predictor`, saved without pickl
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from pipeline.artifacts import load_json, save_json
+from pipeline import model_store
+from pipeline.artifacts import json_bytes, load_json
 from pipeline.predictors import calibration
 from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
@@ -26,12 +28,20 @@ from pipeline.predictors.targets import Target, class_text
 
 OOD_NEIGHBOURS = 5
 OOD_REFERENCE_ROWS = 2000
-MODEL_TYPES = {"mlp": EmbeddingMLPModel, "gbdt": GradientBoostedModel}
+MODEL_TYPES = {
+    "mlp": EmbeddingMLPModel,
+    "gbdt": GradientBoostedModel,
+    "gbdt_aggregates": GradientBoostedModel,
+}
 
 
 def candidates(model: str, epochs: int | None) -> list[Candidate]:
     """The candidates to try: all of them (`auto`) or the one the spec names."""
-    every = {"gbdt": GradientBoosted(), "mlp": EmbeddingMLP(epochs)}
+    every = {
+        "gbdt": GradientBoosted("gbdt"),
+        "gbdt_aggregates": GradientBoosted("gbdt_aggregates", n_axes=0),
+        "mlp": EmbeddingMLP(epochs),
+    }
     return list(every.values()) if model == "auto" else [every[model]]
 
 
@@ -97,6 +107,22 @@ class Predictor:
         (11 s of a 13 s predict for five fold models on 4.7k rows)."""
         return self.models[0].contributions(features)
 
+    def training_record(self) -> dict:
+        """Epochs, steps, losses and hyperparameters of the kept models, for
+        `ml.training_runs` (epochs: mean per model; steps: all models together)."""
+        records = [getattr(m, "record", None) or {} for m in self.models]
+        first = records[0] if records else {}
+        return {
+            "epochs": float(np.mean([r.get("epochs", 0.0) for r in records] or [0.0])),
+            "steps": int(sum(r.get("steps", 0) for r in records)),
+            "losses": {"models": [r.get("losses", {}) for r in records]},
+            "hyperparameters": {
+                "candidate": self.model,
+                "models": len(self.models),
+                **first.get("hyperparameters", {}),
+            },
+        }
+
     def ood_sigma(self, embeddings: np.ndarray) -> np.ndarray:
         """Distance to the nearest training embeddings, in standard deviations of that
         distance among the training rows themselves."""
@@ -104,18 +130,20 @@ class Predictor:
         return (distances - self.ood_mean) / self.ood_std
 
     # ---- persistence -----------------------------------------------------------------------
-    def save(self, folder: Path) -> str:
-        """Write the predictor; sets and returns its version (a hash of what was written)."""
-        folder.mkdir(parents=True, exist_ok=True)
+    def save(self, folder: Path, keep: int = model_store.KEEP_VERSIONS) -> str:
+        """Write the predictor as one model set (made current atomically); sets and returns
+        its version (a hash of what was written)."""
         tensors = {"ood_reference": torch.from_numpy(np.ascontiguousarray(self.ood_reference))}
         states = []
         for i, model in enumerate(self.models):
             state, weights = model.state()
             states.append(state)
             tensors.update({f"fold{i}.{k}": v for k, v in weights.items()})
-        save_file(tensors, str(folder / "predictor.safetensors"))
+        files = {"predictor.safetensors": save(tensors)}
         if self.out_of_fold is not None:
-            pq.write_table(self.out_of_fold, folder / "out_of_fold.parquet")
+            buffer = io.BytesIO()
+            pq.write_table(self.out_of_fold, buffer)
+            files["out_of_fold.parquet"] = buffer.getvalue()
         meta = {
             "space": self.space,
             "target": self.target,
@@ -134,13 +162,18 @@ class Predictor:
             "fold_models": states,
         }
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=float).encode())
-        digest.update((folder / "predictor.safetensors").read_bytes())
+        digest.update(files["predictor.safetensors"])
         self.version = digest.hexdigest()[:12]
-        save_json({**meta, "version": self.version}, folder / "predictor.json")
+        files["predictor.json"] = json_bytes({**meta, "version": self.version})
+        model_store.write_set(folder, files, self.version, keep)
         return self.version
 
     @classmethod
     def load(cls, folder: Path) -> Predictor:
+        """The current model set in `folder`, checked whole against its manifest."""
+        folder = model_store.current_set(
+            folder, f"predictor {folder.parent.parent.name}.{folder.name}"
+        )
         meta = load_json(folder / "predictor.json")
         tensors = load_file(str(folder / "predictor.safetensors"))
         model_type = MODEL_TYPES[meta["model"]]

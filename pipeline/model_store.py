@@ -1,0 +1,139 @@
+"""Model files as versioned sets: each save writes a new version folder (its files and a
+manifest of their hashes), then one atomic replace of the `CURRENT` pointer makes it current.
+A crash at any moment leaves the previous set current and whole; loading checks that the
+files of the current set are the ones its manifest names. Older sets are kept for roll-back.
+
+    artifacts/<space>/CURRENT                  -> "0003-1a2b3c4d5e6f"
+    artifacts/<space>/versions/0003-1a2b3c4d5e6f/{space.json, space.safetensors, ...,
+                                                  manifest.json}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from pipeline.artifacts import atomic_write
+from pipeline.errors import PipelineError
+
+POINTER = "CURRENT"
+VERSIONS = "versions"
+MANIFEST = "manifest.json"
+LEGACY_FILES = ("space.json", "predictor.json")
+"""What a model folder held directly before model sets."""
+KEEP_VERSIONS = 3
+"""Version sets kept per model (the current one included), unless the spec says otherwise."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _numbered(folder: Path) -> list[Path]:
+    """Complete version folders, oldest first."""
+    root = folder / VERSIONS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name[:4].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[0]))
+
+
+def write_set(
+    folder: Path, files: dict[str, bytes], version: str, keep: int = KEEP_VERSIONS
+) -> Path:
+    """Write `files` as a new version set of the model in `folder` and make it current.
+    Returns the set's folder."""
+    root = folder / VERSIONS
+    root.mkdir(parents=True, exist_ok=True)
+    existing = _numbered(folder)
+    number = int(existing[-1].name.split("-")[0]) + 1 if existing else 1
+    name = f"{number:04d}-{version}"
+    partial = root / f".partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        for file_name, data in files.items():
+            _fsync_write(partial / file_name, data)
+        manifest = {"version": version, "files": {f: _digest(d) for f, d in files.items()}}
+        _fsync_write(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
+        os.replace(partial, root / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    atomic_write(folder / POINTER, name.encode())
+    _prune(folder, keep)
+    return root / name
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Remove sets beyond the newest `keep` (never the current one) and leftovers of
+    interrupted saves."""
+    current = current_name(folder)
+    for old in _numbered(folder)[: -max(keep, 1)]:
+        if old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
+    for leftover in (folder / VERSIONS).glob(".partial-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def current_name(folder: Path) -> str | None:
+    pointer = folder / POINTER
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def current_set(folder: Path, what: str) -> Path:
+    """The folder of the current set, after checking every file against its manifest.
+    `what` names the model in messages (e.g. "space orders")."""
+    name = current_name(folder)
+    if name is None:
+        if any((folder / f).exists() for f in LEGACY_FILES):
+            return folder  # saved before model sets: read as it is, replaced at the next save
+        raise PipelineError(f"{what}: no trained model in {folder} -> train it first")
+    return checked(folder / VERSIONS / name, what)
+
+
+def checked(path: Path, what: str) -> Path:
+    """`path` if it is a whole set: every file its manifest names, with the same hash."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise PipelineError(
+            f"{what}: the model set {path} is missing or incomplete -> retrain it, or roll "
+            f"back to an earlier set (python -m pipeline rollback)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    for file_name, digest in manifest["files"].items():
+        file = path / file_name
+        if not file.exists() or _digest(file.read_bytes()) != digest:
+            raise PipelineError(
+                f"{what}: {file} does not match the manifest of its model set (changed or "
+                f"damaged after it was saved) -> retrain it, or roll back to an earlier set "
+                f"(python -m pipeline rollback)"
+            )
+    return path
+
+
+def versions(folder: Path) -> list[str]:
+    """Names of the kept sets, oldest first."""
+    return [p.name for p in _numbered(folder)]
+
+
+def roll_back(folder: Path, what: str) -> str:
+    """Make the set before the current one current again; returns its name."""
+    names = versions(folder)
+    current = current_name(folder)
+    if current not in names or names.index(current) == 0:
+        raise PipelineError(f"{what}: no earlier model set to roll back to in {folder}")
+    previous = names[names.index(current) - 1]
+    checked(folder / VERSIONS / previous, what)
+    atomic_write(folder / POINTER, previous.encode())
+    return previous
