@@ -178,8 +178,15 @@ def _quality_result(report: QualityReport) -> dg.AssetCheckResult:
         "expectations": dg.MetadataValue.int(report.evaluated),
         "failed": dg.MetadataValue.text(", ".join(report.failed) or "none"),
     }
+    if report.learned:
+        metadata["learned"] = dg.MetadataValue.text(
+            f"{report.learned} expectations learned from this data; the next data is "
+            "validated against them"
+        )
     if report.docs_index:
         metadata["data_docs"] = dg.MetadataValue.url(report.docs_index.as_uri())
+    if report.page:
+        metadata["report"] = dg.MetadataValue.url(report.page.as_uri())
     return dg.AssetCheckResult(
         check_name=QUALITY_CHECK,
         passed=report.success,

@@ -492,6 +492,90 @@ def plaid_appliance() -> RelationalTask:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The project's own demo warehouse (planted, not real: reported beside the real tasks)
+# --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_TABLES = ("customers", "orders", "order_items", "products", "support_tickets", "regions")
+
+
+def demo_churn() -> RelationalTask:
+    """The demo warehouse at scale 1 (seed 0), through the project's own dbt staging SQL
+    (run here in DuckDB without dbt), as `make demo` materializes it."""
+    from pipeline.demo import build_demo_tables
+
+    con = duckdb.connect()
+    con.execute("create schema raw")
+    for name, table in build_demo_tables(scale=1.0, seed=0).items():
+        con.register("incoming", table)
+        con.execute(f"create table raw.{name} as select * from incoming")
+        con.unregister("incoming")
+    tables = {}
+    for name in DEMO_TABLES:
+        sql = (REPO / "sql" / "models" / "staging" / f"stg_{name}.sql").read_text()
+        sql = sql.replace(f"{{{{ source('raw', '{name}') }}}}", f"raw.{name}")
+        tables[name] = con.execute(sql).df()
+    con.close()
+    spec = {
+        "spaces": {
+            "customers": _space(
+                "customers",
+                "customer_id",
+                columns={"churned": {"target": True}},
+                children=[
+                    {
+                        "space": "orders",
+                        "foreign_key": "customer_id",
+                        "max_length": 32,
+                        "order_by": "ordered_at",
+                    },
+                    {
+                        "space": "support_tickets",
+                        "foreign_key": "customer_id",
+                        "max_length": 16,
+                        "order_by": "opened_at",
+                    },
+                ],
+                references=[{"space": "regions", "foreign_key": "region_id"}],
+            ),
+            "orders": _space(
+                "orders",
+                "order_id",
+                time_column="ordered_at",
+                children=[{"space": "order_items", "foreign_key": "order_id", "max_length": 16}],
+            ),
+            "order_items": _space(
+                "order_items",
+                "item_id",
+                references=[{"space": "products", "foreign_key": "product_id"}],
+            ),
+            "products": _space("products", "product_id"),
+            "support_tickets": _space("support_tickets", "ticket_id", time_column="opened_at"),
+            "regions": _space("regions", "region_id"),
+        }
+    }
+    labelled = tables["customers"].loc[tables["customers"]["churned"].notna(), "customer_id"]
+    return RelationalTask(
+        name="demo_churn",
+        description=(
+            "The project's demo warehouse (planted signal, not real data): customers <- "
+            "orders <- order items -> products, customers <- support tickets, customers -> "
+            "regions; staged by the project's dbt SQL. Target: churned (BOOLEAN), planted "
+            "from order and ticket behaviour; 4% of customers are unlabelled in the data and "
+            "are not scored."
+        ),
+        source="pipeline.demo.build_demo_tables(scale=1.0, seed=0) + sql/models/staging",
+        tables=tables,
+        spec=spec,
+        parent="customers",
+        target="churned",
+        task="binary",
+        test_keys=seeded_test_keys(labelled.tolist()),
+        split_rule="25% of the labelled customer_id values, seeded permutation (seed 0)",
+    )
+
+
 TASKS: dict[str, Callable[[], RelationalTask]] = {
     "nlswork_collgrad": nlswork_collgrad,
     "nlswork_grade": nlswork_grade,
@@ -499,6 +583,7 @@ TASKS: dict[str, Callable[[], RelationalTask]] = {
     "scorecard_degree": scorecard_degree,
     "portal_plot_type": portal_plot_type,
     "plaid_appliance": plaid_appliance,
+    "demo_churn": demo_churn,
 }
 
 

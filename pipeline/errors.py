@@ -22,6 +22,10 @@ class JoinValidationError(PipelineError):
     """A relationship failed a blocking join check; training would be wrong, so it stops."""
 
 
+class TrainingHealthError(PipelineError):
+    """A space's training still fails its health checks after the corrective retry."""
+
+
 class DataError(PipelineError):
     """The data cannot be used as asked (e.g. a space with no usable column)."""
 

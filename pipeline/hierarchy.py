@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.spec import Spec
+from pipeline.spec import ChildSpec, Spec
 from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote
 
 
@@ -60,6 +60,11 @@ def _require_embeddings(
         )
 
 
+def link_name(link: ChildSpec) -> str:
+    """A child link's name: its space and foreign key (two links may share a space)."""
+    return f"{link.space}({', '.join(link.foreign_key_columns)})"
+
+
 def read_versions(
     warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str
 ) -> dict[str, str]:
@@ -89,14 +94,24 @@ def _vectors(table, column: str = "embedding") -> np.ndarray:
 
 
 def read_children(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str, rows_table: str
+    warehouse: Warehouse,
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    rows_table: str,
+    embeddings: dict[str, str] | None = None,
 ) -> list[ChildSet]:
-    """Child embeddings per parent row (rows of `rows_table`, which holds __row and the key)."""
+    """Child embeddings per parent row (rows of `rows_table`, which holds __row and the key).
+    `embeddings`: `link_name` -> a table to read the link's embeddings from instead of
+    `ml.<child>_embeddings` (the children embedded as of their parent's `as_of`)."""
     space = spec.spaces[name]
     n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
     sets = []
     for child in space.children:
-        _require_embeddings(warehouse, con, spec, name, child.space)
+        source = (embeddings or {}).get(link_name(child))
+        if source is None:
+            _require_embeddings(warehouse, con, spec, name, child.space)
+            source = embeddings_table(spec, child.space)
         child_space = spec.spaces[child.space]
         on_parent = " and ".join(
             f"c.{quote(f)} = r.{quote(k)}"
@@ -120,7 +135,7 @@ def read_children(
                        count(*) over (partition by r.__row) as n_children
                 from {qualified(child_space.table)} c
                 join {rows_table} r on {on_parent}
-                join {embeddings_table(spec, child.space)} e on {on_embedding}
+                join {source} e on {on_embedding}
                 {window}
             )
             select __row, embedding, n_children from linked

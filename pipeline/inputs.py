@@ -122,9 +122,11 @@ def read_space_inputs(
     profiles: list[ColumnProfile] | None = None,
     codecs: dict[str, Codec] | None = None,
     statistics: ChildStatistics | None = None,
+    child_embeddings: dict[str, str] | None = None,
 ) -> SpaceInputs:
     """Read and encode a space's inputs. Give `profiles` to fit codecs and child statistics,
-    or the fitted `codecs` and `statistics` (None: the space had no children)."""
+    or the fitted `codecs` and `statistics` (None: the space had no children).
+    `child_embeddings`: see `read_children`."""
     space = spec.spaces[name]
     create_rows_table(con, spec, name)
     keys_sql = ", ".join(quote(k) for k in space.key_columns)
@@ -159,7 +161,7 @@ def read_space_inputs(
         codec = codecs[column] if codecs is not None else fit_codec(type_name, column, raw)
         columns.append(_encode_column(warehouse, con, codec, raw))
         columns[-1].raw = raw
-    children = read_children(warehouse, con, spec, name, ROWS_TABLE)
+    children = read_children(warehouse, con, spec, name, ROWS_TABLE, child_embeddings)
     references = read_references(warehouse, con, spec, name, ROWS_TABLE)
     inputs = SpaceInputs(name, keys, columns, children, references, missing_columns=missing)
     if codecs is None and space.children:

@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
-from pipeline.artifacts import atomic_write
+from pipeline.artifacts import atomic_write, sync_folder
 from pipeline.errors import PipelineError
 
 POINTER = "CURRENT"
@@ -25,6 +26,8 @@ VERSIONS = "versions"
 MANIFEST = "manifest.json"
 LEGACY_FILES = ("space.json", "predictor.json")
 """What a model folder held directly before model sets."""
+PARTIAL_AGE_S = 3600.0
+"""A partial set older than this was left by an interrupted save and is removed."""
 KEEP_VERSIONS = 3
 """Version sets kept per model (the current one included), unless the spec says otherwise."""
 
@@ -67,6 +70,7 @@ def write_set(
         manifest = {"version": version, "files": {f: _digest(d) for f, d in files.items()}}
         _fsync_write(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
         os.replace(partial, root / name)
+        sync_folder(root)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -83,7 +87,8 @@ def _prune(folder: Path, keep: int) -> None:
         if old.name != current:
             shutil.rmtree(old, ignore_errors=True)
     for leftover in (folder / VERSIONS).glob(".partial-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if time.time() - leftover.stat().st_mtime > PARTIAL_AGE_S:  # not a save under way
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def current_name(folder: Path) -> str | None:

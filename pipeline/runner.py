@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.artifacts import load_json
+from pipeline.data_quality import QualityReport, check_space_quality, learn_space_quality
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
-from pipeline.errors import DataWarning, LeakageWarning, PipelineError
+from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
@@ -68,6 +69,7 @@ class SpaceValidation:
     space: str
     profiles: list[ColumnProfile]
     joins: list[JoinCheck]
+    quality: QualityReport | None = None
 
 
 def validate_space(spec: Spec, name: str) -> SpaceValidation:
@@ -107,9 +109,23 @@ def validate_space(spec: Spec, name: str) -> SpaceValidation:
 
 
 def validate(spec: Spec) -> list[SpaceValidation]:
-    """Validate every space; stop with JoinValidationError when a join check fails."""
+    """Validate every space; stop with JoinValidationError when a join check fails. Then
+    check each space's data against the quality suite learned when it was trained (failed
+    expectations warn; see `ml.quality_results`)."""
     results = [validate_space(spec, name) for name in spec.training_order()]
     raise_on_blocking([j for r in results for j in r.joins])
+    for result in results:
+        report = check_space_quality(spec, result.space, result.profiles)
+        result.quality = report
+        if report.failed:
+            _warn(
+                f"space {result.space}",
+                [
+                    f"data quality: {len(report.failed)} of {report.evaluated} expectation(s) "
+                    f"learned at training failed on the current data: "
+                    f"{', '.join(report.failed)} (details in ml.quality_results)"
+                ],
+            )
     return results
 
 
@@ -121,7 +137,19 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
         profiles = stored_profiles(con, spec, name)
         data = Space.read_training_data(warehouse, con, spec, name, profiles)
     space = Space.train(spec, name, data, progress=progress)
+    if space.training.unhealthy and not spec.training.accept_unhealthy:
+        raise TrainingHealthError(
+            f"space {name}: training failed its health checks after the corrective retry "
+            f"({'; '.join(space.training.unhealthy)}; actions tried: "
+            f"{'; '.join(space.training.corrective_actions)}); the model was not saved, the "
+            "previous one stays current -> look at the columns for extreme or constant values "
+            "(python -m pipeline validate), lower training.learning_rate, or set "
+            "training.accept_unhealthy: true to keep such a model"
+        )
     space.save(space_folder(spec, name), spec.keep_versions)
+    # the quality suite is learned from the data the model was trained on; checks of later
+    # data validate against it
+    learn_space_quality(spec, name, profiles)
     mi = space.training.mutual_information
     with warehouse.connect() as con:
         _record_run(

@@ -17,13 +17,13 @@ from pipeline.child_stats import ChildStatistics
 from pipeline.encoders import codec_from_state
 from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError
-from pipeline.hierarchy import read_versions
+from pipeline.hierarchy import link_name, read_versions
 from pipeline.inputs import SpaceInputs, read_space_inputs
 from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult, train_space
-from pipeline.warehouse import Warehouse, table_columns
+from pipeline.warehouse import Warehouse, qualified, quote, table_columns
 
 EMBED_BATCH = 1024
 PROJECTION_ROWS = 4096
@@ -75,7 +75,10 @@ class Space:
         """Everything training reads from the warehouse, read at once so the connection can
         be closed while the model trains."""
         read = read_versions(warehouse, con, spec, name)
-        inputs = read_space_inputs(warehouse, con, spec, name, profiles=profiles)
+        as_of = embed_children_as_of(warehouse, con, spec, name)
+        inputs = read_space_inputs(
+            warehouse, con, spec, name, profiles=profiles, child_embeddings=as_of
+        )
         if not token_specs(inputs):
             excluded = ", ".join(f"{p.column} ({p.reason})" for p in profiles if p.excluded)
             raise DataError(
@@ -121,7 +124,13 @@ class Space:
         child or referenced space was retrained since this one was trained on its embeddings."""
         self.check_read_versions(read_versions(warehouse, con, spec, self.name))
         inputs = read_space_inputs(
-            warehouse, con, spec, self.name, codecs=self.codecs, statistics=self.statistics
+            warehouse,
+            con,
+            spec,
+            self.name,
+            codecs=self.codecs,
+            statistics=self.statistics,
+            child_embeddings=embed_children_as_of(warehouse, con, spec, self.name),
         )
         if self.table_columns:
             current = table_columns(con, spec.spaces[self.name].table)
@@ -255,11 +264,101 @@ class Space:
         )
 
 
+AS_OF_COLUMN = "__as_of"
+
+
+def _pools_timed_rows(spec: Spec, name: str) -> bool:
+    """Whether a space's rows pool time-stamped children, at any depth."""
+    return any(
+        spec.spaces[c.space].time_column or _pools_timed_rows(spec, c.space)
+        for c in spec.spaces[name].children
+    )
+
+
+def embed_children_as_of(
+    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str
+) -> dict[str, str]:
+    """`as_of` at every depth. A child row's stored embedding pools all of its own children,
+    including those dated after its parent's `as_of`; so for a space with `as_of`, each child
+    space that pools time-stamped rows is embedded again, with its saved model, for the child
+    rows of this space only, each with its own children cut at its parent row's `as_of` (and
+    so on down). Returns {`link_name(link)`: temp table of (child key, embedding)}."""
+    space = spec.spaces[name]
+    if not space.as_of:
+        return {}
+    tables = {}
+    for link in space.children:
+        if not _pools_timed_rows(spec, link.space):
+            continue
+        child = spec.spaces[link.space]
+        on = " and ".join(
+            f"c.{quote(f)} = p.{quote(k)}"
+            for f, k in zip(link.foreign_key_columns, space.key_columns, strict=True)
+        )
+        cut = (
+            f" where c.{quote(child.time_column)} < p.{quote(space.as_of)}"
+            if child.time_column
+            else ""
+        )
+        suffix = f"{name}_{link.space}_{'_'.join(link.foreign_key_columns)}"
+        view = f"__as_of_rows_{suffix}"
+        con.execute(
+            f"create or replace temp view {quote(view)} as select c.*, "
+            f"p.{quote(space.as_of)} as {AS_OF_COLUMN} from {qualified(child.table)} c "
+            f"join {qualified(space.table)} p on {on}{cut}"
+        )
+        as_of_spec = spec.model_copy(
+            update={
+                "spaces": {
+                    **spec.spaces,
+                    link.space: child.model_copy(
+                        update={"table": quote(view), "as_of": AS_OF_COLUMN}
+                    ),
+                }
+            }
+        )
+        model = Space.load(Path(spec.artifacts) / link.space)
+        stored = read_versions(warehouse, con, spec, name).get(link.space)
+        if stored != model.version:
+            raise PipelineError(
+                f"space {name}: ml.{link.space}_embeddings holds version {stored} of space "
+                f"{link.space}, whose current model is {model.version} -> embed it first: "
+                f"python -m pipeline embed --space {link.space}"
+            )
+        model.check_read_versions(read_versions(warehouse, con, as_of_spec, link.space))
+        below = embed_children_as_of(warehouse, con, as_of_spec, link.space)
+        inputs = read_space_inputs(
+            warehouse,
+            con,
+            as_of_spec,
+            link.space,
+            codecs=model.codecs,
+            statistics=model.statistics,
+            child_embeddings=below,
+        )
+        table = inputs.keys.append_column(
+            "embedding",
+            pa.FixedSizeListArray.from_arrays(
+                pa.array(model.embed(inputs).reshape(-1), pa.float32()),
+                model.model.config["embedding_dim"],
+            ),
+        )
+        name_of_table = f"__as_of_embeddings_{suffix}"
+        con.register("__as_of_incoming", table)
+        con.execute(
+            f"create or replace temp table {quote(name_of_table)} as select * from __as_of_incoming"
+        )
+        con.unregister("__as_of_incoming")
+        tables[link_name(link)] = quote(name_of_table)
+    return tables
+
+
 def fit_projection(embeddings: np.ndarray) -> np.ndarray:
     """[4, dim]: mean, then the 3 principal axes of `embeddings` (each axis's sign set so its
     largest loading is positive: the same data gives the same axes). Fewer than 3 directions
     of variance are padded with the coordinate axes."""
     x = np.asarray(embeddings, np.float64)
+    x = x[np.isfinite(x).all(axis=1)]  # a diverged model's rows are left out
     dim = x.shape[1]
     mean = x.mean(axis=0) if len(x) else np.zeros(dim)
     axes = np.zeros((0, dim))

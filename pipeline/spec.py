@@ -70,6 +70,9 @@ class TrainingSpec(_Strict):
     batch_size: int | None = Field(default=None, ge=4)
     learning_rate: float | None = Field(default=None, gt=0)
     predictor_epochs: int | None = Field(default=None, ge=1)
+    accept_unhealthy: bool = False
+    """Keep a space whose training still collapses or diverges after the corrective retry
+    (by default it is not saved and its step fails with the diagnosis)."""
     time_budget_s: float | None = Field(default=None, gt=0)
     """Seconds a space's training should take on the reference machine (2 cores), turned into
     a step count by a cost model, so runs stay reproducible; unset: 15 s + 0.3 s per 1,000
@@ -146,6 +149,14 @@ class Spec(_Strict):
         return [p for p in self.spaces if name in self.dependencies(p)]
 
 
+REMOVED_KEYS = {
+    "p_mask": "delete it: masking is the complementary halves of every row, not a per-column rate",
+    "p_prune": "delete it: columns are never pruned at random; `active: false` removes one",
+    "embed": "delete it: rows are embedded per space (ml.<space>_embeddings), not per column",
+}
+"""Column keys accepted once and never read; a spec that still has them is told what to do."""
+
+
 def _yaml_place(loc: tuple) -> str:
     place = ""
     for part in loc:
@@ -162,11 +173,13 @@ def parse_spec(data: dict, base_dir: Path | None = None) -> Spec:
     except ValidationError as error:
         first = error.errors()[0]
         problem = first["msg"]
+        fix = "see the spec section of the README"
         if first["type"] == "extra_forbidden":
-            problem = f"unknown key '{first['loc'][-1]}'"
-        raise SpecError(
-            _yaml_place(first["loc"]), problem, "see the spec section of the README"
-        ) from None
+            key = first["loc"][-1]
+            problem = f"unknown key '{key}'"
+            if key in REMOVED_KEYS:
+                problem, fix = f"'{key}' is no longer a spec key", REMOVED_KEYS[key]
+        raise SpecError(_yaml_place(first["loc"]), problem, fix) from None
     if base_dir is not None:
         updates = {}
         if not spec.warehouse.is_absolute():

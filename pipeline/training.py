@@ -58,6 +58,8 @@ class TrainingResult:
     validation_losses: list[tuple[int, float]] = field(default_factory=list)
     """(step, total loss on the held-out rows) at every evaluation."""
     train_seconds: float = 0.0
+    unhealthy: list[str] = field(default_factory=list)
+    """Failures (collapse, instability) still there after the corrective retry."""
 
     def summary(self) -> dict:
         return {
@@ -69,6 +71,7 @@ class TrainingResult:
             "failures": self.failures,
             "corrective_actions": self.corrective_actions,
             "warnings": self.warnings,
+            "unhealthy": self.unhealthy,
             "stopped_early": self.stopped_early,
             "best_step": self.best_step,
             "validation_losses": self.validation_losses,
@@ -129,6 +132,7 @@ def train_space(
                 break
             result.failures += [f"attempt {attempt + 1}: {f}" for f in failures]
             if attempt == 1:
+                result.unhealthy = [f for f in failures if "collapse" in f or "unstable" in f]
                 break
             if any("collapse" in f for f in failures):
                 choices = replace(

@@ -140,6 +140,12 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
         "weekly_retrain_all": "0 4 * * 0",
     }
     assert {j.name for j in defs.jobs} == {"embed_and_predict", "retrain_all"}
+    # the nightly job profiles every space first: its blocking join checks guard the rest
+    nightly = next(s.job for s in defs.schedules if s.name == "nightly_embed_and_predict")
+    selected = nightly.selection.resolve(defs.resolve_asset_graph())
+    assert dg.AssetKey(["ml", "customers_profile"]) in selected
+    assert dg.AssetKey(["ml", "customers_embeddings"]) in selected
+    assert dg.AssetKey(["ml", "customers_space"]) not in selected
     assert not warehouse.parent.exists(), "loading the code location must not open the warehouse"
 
 

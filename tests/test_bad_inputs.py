@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline import runner
+from pipeline import model_store, runner
 from pipeline.errors import (
     DataError,
     DataWarning,
@@ -507,7 +507,8 @@ def test_junk_columns_are_excluded_with_a_reason(
     embeddings = _retrain_customers(shop, shop.spec())
     profile = shop.profile("customers", column)
     assert profile["excluded"] and reason in profile["reason"]
-    space = json.loads((shop.folder / "artifacts/customers/space.json").read_text())
+    current = model_store.current_set(shop.folder / "artifacts/customers", "space customers")
+    space = json.loads((current / "space.json").read_text())
     assert column not in space["codecs"] and "plan" in space["codecs"]
     assert np.isfinite(embeddings).all()
 

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from pipeline import model_store, runner
-from pipeline.errors import LeakageWarning, PipelineError
+from pipeline.errors import LeakageWarning, PipelineError, TrainingHealthError
 from pipeline.space import Space
 from pipeline.spec import load_spec
 from pipeline.warehouse import Warehouse, WarehouseLockedError
@@ -60,13 +60,13 @@ def _shop(folder: Path, n_customers: int = 300, leaky: bool = False) -> Path:
     return warehouse
 
 
-def _spec(folder: Path, warehouse: Path, steps: int = 30, **extra):
+def _spec(folder: Path, warehouse: Path, steps: int = 30, training: dict | None = None, **extra):
     return write_spec(
         folder / "spaces.yaml",
         {
             "warehouse": str(warehouse),
             "artifacts": str(folder / "artifacts"),
-            "training": {"steps": steps},
+            "training": {"steps": steps, **(training or {})},
             **extra,
             "spaces": {
                 "customers": {
@@ -150,32 +150,39 @@ _TRAIN_AND_EMBED = textwrap.dedent(
 )
 
 
+def _start(spec_path: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _TRAIN_AND_EMBED, str(spec_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "ready"  # imports done
+    return process
+
+
 @pytest.mark.slow
 def test_a_killed_training_leaves_the_previous_or_the_new_model_whole(tmp_path: Path):
     """SIGKILL at 20 random moments of train + embed: each time one whole model set loads
     (the previous or the new one), embeds, and every ml table reads whole."""
     warehouse = _shop(tmp_path, n_customers=80)
-    rng = random.Random(0)
+    spec_path = tmp_path / "spaces.yaml"
     folder = tmp_path / "artifacts" / "orders"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    saved = set()
+    _spec(tmp_path, warehouse, steps=4)
+    started = time.monotonic()
+    whole = _start(spec_path)  # one run without a kill: how long train + embed take
+    assert whole.stdout.readline().strip() == "done" and whole.wait() == 0
+    duration = time.monotonic() - started
+    rng = random.Random(0)
+    saved = {Space.load(folder).version}
     for attempt in range(20):
-        spec_path = tmp_path / "spaces.yaml"
-        _spec(tmp_path, warehouse, steps=5 + attempt)
-        process = subprocess.Popen(
-            [sys.executable, "-c", _TRAIN_AND_EMBED, str(spec_path)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdout.readline().strip() == "ready"  # imports done
-        time.sleep(rng.uniform(0.0, 2.5))
+        _spec(tmp_path, warehouse, steps=5 + attempt)  # each run a new version
+        process = _start(spec_path)
+        time.sleep(rng.uniform(0.0, duration))
         process.send_signal(signal.SIGKILL)
         process.wait()
         spec = load_spec(spec_path)
-        if model_store.current_name(folder) is None:
-            continue  # killed before the first set was made current
         space = Space.load(folder)  # whole: every file matches its manifest
         saved.add(space.version)
         assert runner.embed(spec, "orders") > 0
@@ -189,7 +196,7 @@ def test_a_killed_training_leaves_the_previous_or_the_new_model_whole(tmp_path: 
                 "select distinct space_version from ml.orders_embeddings"
             ).fetchall()
         assert versions == [(space.version,)]
-    assert len(saved) >= 2  # kills landed before and after new sets were made current
+    assert len(saved) >= 3  # kills landed both before and after new sets were made current
 
 
 _TRAIN_WITH_MARKER = textwrap.dedent(
@@ -228,12 +235,14 @@ def test_another_process_reads_the_warehouse_while_a_space_trains(tmp_path: Path
         while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists(), "the training subprocess never started training"
-        with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        with Warehouse(spec.warehouse, lock_timeout_s=0).connect(read_only=True) as con:
             rows = con.execute("select count(*) from ml.orders_embeddings").fetchone()[0]
         assert process.poll() is None, "training ended before the read: not a concurrent read"
         assert rows > 0
-    finally:
-        assert process.wait(timeout=300) == 0
+    except BaseException:
+        process.kill()
+        raise
+    assert process.wait(timeout=300) == 0
 
 
 def test_a_locked_warehouse_is_waited_for_then_named(tmp_path: Path):
@@ -287,3 +296,53 @@ def test_a_leaky_child_column_is_flagged_and_recorded(tmp_path: Path):
     assert any("orders/refund/sum" in w for w in recorded[0])
     assert recorded[1] > 0 and recorded[2] > 0
     assert json.loads(recorded[3])["candidate"] == "gbdt"
+
+
+def _outputs(spec) -> dict[str, list]:
+    with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        schema = spec.output_schema
+        return {
+            "orders": con.execute(
+                f"select order_id, embedding, embedding_3d from {schema}.orders_embeddings "
+                "order by order_id"
+            ).fetchall(),
+            "customers": con.execute(
+                f"select customer_id, embedding, embedding_3d from {schema}.customers_embeddings "
+                "order by customer_id"
+            ).fetchall(),
+            "predictions": con.execute(
+                f"select customer_id, prediction, probability, probabilities, ood_sigma, split "
+                f"from {schema}.customers__churned_predictions order by customer_id"
+            ).fetchall(),
+        }
+
+
+def test_a_hierarchy_with_a_predictor_is_bit_identical_for_the_same_seed(tmp_path: Path):
+    warehouse = _shop(tmp_path)
+    outputs = {}
+    for schema, seed in (("ml_a", 3), ("ml_b", 3), ("ml_c", 4)):
+        folder = tmp_path / schema
+        folder.mkdir()
+        spec = _spec(folder, warehouse, output_schema=schema, seed=seed)
+        runner.run(spec, progress=False)
+        outputs[schema] = _outputs(spec)
+    assert len(outputs["ml_a"]["predictions"]) == 300
+    assert outputs["ml_a"] == outputs["ml_b"]
+    assert outputs["ml_a"]["orders"] != outputs["ml_c"]["orders"]
+    assert outputs["ml_a"]["customers"] != outputs["ml_c"]["customers"]
+
+
+def test_a_space_that_still_diverges_after_the_retry_is_not_saved(tmp_path: Path):
+    warehouse = _shop(tmp_path, n_customers=60)
+    folder = tmp_path / "artifacts" / "orders"
+    first = runner.train(_spec(tmp_path, warehouse, steps=10), "orders", progress=False)
+    diverging = _spec(tmp_path, warehouse, steps=10, training={"learning_rate": 1e9})
+    with pytest.raises(TrainingHealthError, match="space orders") as failed:
+        runner.train(diverging, "orders", progress=False)
+    assert "accept_unhealthy" in str(failed.value)
+    assert Space.load(folder).version == first.version  # the previous model stays current
+    accepted = _spec(
+        tmp_path, warehouse, steps=10, training={"learning_rate": 1e9, "accept_unhealthy": True}
+    )
+    kept = runner.train(accepted, "orders", progress=False)
+    assert kept.training.unhealthy and Space.load(folder).version == kept.version

@@ -54,6 +54,11 @@ def with_change(change) -> dict:
             "cycle",
         ),
         (
+            lambda d: d["spaces"]["orders"].update(columns={"amount": {"p_prune": 0.1}}),
+            "spaces.orders.columns.amount.p_prune",
+            "'p_prune' is no longer a spec key -> delete it",
+        ),
+        (
             lambda d: d["spaces"]["customers"]["children"][0].update(foreign_key=["a", "b"]),
             "spaces.customers.children[0].foreign_key",
             "2 column(s) for a key of 1",

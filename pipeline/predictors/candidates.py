@@ -29,6 +29,9 @@ class FittedModel(Protocol):
 
 class Candidate(Protocol):
     name: str
+    uses_torch_random: bool
+    """Draws from torch's global random generator (initialisation, dropout, shuffling):
+    such candidates never train at the same time as each other."""
 
     def fit(
         self, features: PredictorFeatures, target: Target, rows: np.ndarray, seed: int

@@ -38,8 +38,10 @@ def fit_axes(embeddings: np.ndarray, n_axes: int) -> np.ndarray:
     return np.concatenate([mean[None], axes * np.where(signs == 0, 1, signs)[:, None]])
 
 
-def _matrix(features: PredictorFeatures, axes: np.ndarray) -> np.ndarray:
-    projected = (features.embeddings.astype(np.float64) - axes[0]) @ axes[1:].T
+def _matrix(features: PredictorFeatures, axes: np.ndarray | None) -> np.ndarray:
+    """The embedding on the axes (None: the whole embedding), then the table columns."""
+    embedding = features.embeddings.astype(np.float64)
+    projected = embedding if axes is None else (embedding - axes[0]) @ axes[1:].T
     return np.concatenate([projected, features.table], axis=1)
 
 
@@ -48,8 +50,9 @@ class GradientBoostedModel:
     booster: lightgbm.Booster
     task: str
     n_classes: int
-    axes: np.ndarray
-    """[1 + k, dim]: mean and principal axes the embedding is projected on (k may be 0)."""
+    axes: np.ndarray | None
+    """[1 + k, dim]: mean and principal axes the embedding is projected on (k may be 0);
+    None for a model saved before the axes, which read the whole embedding."""
     record: dict = field(default_factory=dict)
     """How it was trained: rounds, early-stopping loss, parameters."""
 
@@ -64,7 +67,7 @@ class GradientBoostedModel:
         return np.asarray(out, np.float64)
 
     def contributions(self, features: PredictorFeatures) -> dict[str, np.ndarray]:
-        n_embedding = len(self.axes) - 1
+        n_embedding = features.embeddings.shape[1] if self.axes is None else len(self.axes) - 1
         width = n_embedding + features.table.shape[1] + 1
         matrix = _matrix(features, self.axes)
         contrib = np.abs(self.booster.predict(matrix, pred_contrib=True))
@@ -83,23 +86,21 @@ class GradientBoostedModel:
             "task": self.task,
             "n_classes": self.n_classes,
             "record": self.record,
-        }, {"axes": torch.from_numpy(np.ascontiguousarray(self.axes))}
+        }, {} if self.axes is None else {"axes": torch.from_numpy(np.ascontiguousarray(self.axes))}
 
     @classmethod
     def from_state(cls, state: dict, tensors: dict[str, torch.Tensor]) -> GradientBoostedModel:
         booster = lightgbm.Booster(model_str=state["model"])
-        return cls(
-            booster,
-            state["task"],
-            state["n_classes"],
-            tensors["axes"].numpy().astype(np.float64),
-            state.get("record", {}),
-        )
+        # saved before the axes (no tensor): it read the whole embedding
+        axes = tensors["axes"].numpy().astype(np.float64) if "axes" in tensors else None
+        return cls(booster, state["task"], state["n_classes"], axes, state.get("record", {}))
 
 
 class GradientBoosted:
     """LightGBM on the parent's columns, the child statistics and the embedding's first
     `n_axes` principal axes (0: no embedding)."""
+
+    uses_torch_random = False
 
     def __init__(self, name: str = "gbdt", n_axes: int = EMBEDDING_AXES) -> None:
         self.name = name
@@ -120,7 +121,7 @@ class GradientBoosted:
             "seed": seed,
             "deterministic": True,
             "force_col_wise": True,
-            "num_threads": max(1, torch.get_num_threads()),  # 1 inside cross-fitting
+            "num_threads": 1,  # candidates train side by side, one core each
             "verbose": -1,
         }
         if target.task == "regression":

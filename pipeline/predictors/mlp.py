@@ -84,6 +84,7 @@ class EmbeddingMLPModel:
 
 class EmbeddingMLP:
     name: ClassVar[str] = "mlp"
+    uses_torch_random: ClassVar[bool] = True
 
     def __init__(self, epochs: int | None = None) -> None:
         self.epochs = epochs

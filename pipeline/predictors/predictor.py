@@ -23,7 +23,7 @@ from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
 from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
-from pipeline.predictors.selection import CrossFit, assign_folds, choose, cross_fit
+from pipeline.predictors.selection import CrossFit, assign_folds, choose, cross_fit_all
 from pipeline.predictors.targets import Target, class_text
 
 OOD_NEIGHBOURS = 5
@@ -230,9 +230,7 @@ def train_predictor(
     and calibrate it on its out-of-fold outputs; metrics are out-of-fold too."""
     forward = time_order is not None
     folds = assign_folds(target, seed, time_order)
-    results = [
-        cross_fit(c, features, target, folds, seed, forward) for c in candidates(model, epochs)
-    ]
+    results = cross_fit_all(candidates(model, epochs), features, target, folds, seed, forward)
     chosen = choose(results)
     labelled = np.flatnonzero(folds >= 0)
     if forward:
