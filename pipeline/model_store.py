@@ -103,7 +103,10 @@ def current_set(folder: Path, what: str) -> Path:
     if name is None:
         if any((folder / f).exists() for f in LEGACY_FILES):
             return folder  # saved before model sets: read as it is, replaced at the next save
-        raise PipelineError(f"{what}: no trained model in {folder} -> train it first")
+        raise PipelineError(
+            f"{what}: no trained model in {folder} -> train it first: python -m pipeline train "
+            "(or python -m pipeline run)"
+        )
     return checked(folder / VERSIONS / name, what)
 
 

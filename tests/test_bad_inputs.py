@@ -557,7 +557,7 @@ def test_prediction_without_a_trained_space(shop: Shop) -> None:
         shop,
         lambda: runner.predict(shop.spec(), "customers", "churned"),
         PipelineError,
-        "no trained space in .*customers -> run python -m pipeline train",
+        "no trained model in .*customers -> train it first: python -m pipeline train",
     )
 
 

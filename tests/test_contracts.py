@@ -231,5 +231,13 @@ def test_text_values_are_embedded_once(con):
 def test_training_runs_and_artifacts_without_pickle(con, hierarchical_run):
     kinds = con.execute("select kind, count(*) from ml.training_runs group by kind").fetchall()
     assert dict(kinds) == {"space": 6, "predictor": 1}
-    files = [p for p in Path(hierarchical_run.artifacts).rglob("*") if p.is_file()]
-    assert files and {p.suffix for p in files} <= {".safetensors", ".json", ".parquet"}
+    artifacts = Path(hierarchical_run.artifacts)
+    models = [
+        p
+        for p in artifacts.rglob("*")
+        if p.is_file() and p.parts[len(artifacts.parts)] != "quality"
+    ]
+    assert models and {p.suffix for p in models} <= {".safetensors", ".json", ".parquet", ""}
+    assert {p.name for p in models if not p.suffix} == {"CURRENT"}  # the model set pointers
+    everything = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert not [p for p in everything if p.suffix in (".pkl", ".pickle", ".pt", ".pth", ".joblib")]
