@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.predictors import Predictor
+from pipeline.predictors.features import PredictorFeatures
 
 OOD_WARNING_SIGMA = 3.0
 
@@ -17,7 +18,7 @@ def predictions_table(
     predictor: Predictor,
     keys: pa.Table,
     raw: np.ndarray,
-    embeddings: np.ndarray,
+    features: PredictorFeatures,
     split: np.ndarray,
     importance: dict[str, np.ndarray],
     extra_warnings: list[str],
@@ -26,8 +27,8 @@ def predictions_table(
 
     `raw`: the predictor's outputs (out-of-fold for `split == 'train'` rows); predictions are
     in the target's own values and type."""
-    n = len(embeddings)
-    ood = predictor.ood_sigma(embeddings)
+    n = features.n_rows
+    ood, farthest = predictor.ood_sigma(features)
     columns = {name: keys.column(name) for name in keys.column_names}
     if predictor.task == "classification":
         probabilities = predictor.probabilities(raw)
@@ -70,7 +71,8 @@ def predictions_table(
     for i in range(n):
         row = list(extra_warnings)
         if ood[i] > OOD_WARNING_SIGMA:
-            row.append(f"out of distribution: {ood[i]:.1f} sigma from the training rows")
+            why = f" ({farthest[i]} is outside its training range)" if farthest[i] else ""
+            row.append(f"out of distribution: {ood[i]:.1f} sigma from the training rows{why}")
         warnings.append(row)
     names = list(importance)
     matrix = np.stack([importance[k] for k in names], axis=1) if names else np.zeros((n, 0))

@@ -138,6 +138,19 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
         data = Space.read_training_data(warehouse, con, spec, name, profiles)
     space = Space.train(spec, name, data, progress=progress)
     if space.training.unhealthy and not spec.training.accept_unhealthy:
+        with warehouse.connect() as con:  # the failed run is on record too
+            _record_run(
+                warehouse,
+                con,
+                "space",
+                name,
+                None,
+                "not saved",
+                space.training,
+                None,
+                metrics={},
+                read_versions=space.read_versions,
+            )
         raise TrainingHealthError(
             f"space {name}: training failed its health checks after the corrective retry "
             f"({'; '.join(space.training.unhealthy)}; actions tried: "
@@ -362,7 +375,7 @@ def predict(spec: Spec, name: str, target: str) -> int:
             importance[token.name] = np.abs(reference - predictor.score(predictor.raw(masked)))
     drift = inputs.drift_warnings(spec.spaces[name].table)
     _warn(f"space {name} predicting {target}", drift)
-    table = predictions_table(predictor, inputs.keys, raw, embeddings, split, importance, drift)
+    table = predictions_table(predictor, inputs.keys, raw, features, split, importance, drift)
     with warehouse.connect() as con:
         warehouse.write_table(con, predictions_name(name, target), table)
     return table.num_rows

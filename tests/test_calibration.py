@@ -73,9 +73,9 @@ def test_the_predictor_is_calibrated_on_fresh_rows_and_flags_far_ones():
 
     # rows of the training distribution are near the training rows; rows built far away
     # from it are several sigmas out and carry a warning
-    near = predictor.ood_sigma(fresh.embeddings)
+    near, _ = predictor.ood_sigma(fresh)
     far_features, _ = _features(50, rng, shift=3.0)
-    far = predictor.ood_sigma(far_features.embeddings)
+    far, _ = predictor.ood_sigma(far_features)
     assert (near < 2).mean() > 0.9
     assert (far > OOD_WARNING_SIGMA).all()
     raw = predictor.raw(far_features)
@@ -83,7 +83,7 @@ def test_the_predictor_is_calibrated_on_fresh_rows_and_flags_far_ones():
         predictor,
         pa.table({"id": pa.array(np.arange(50))}),
         raw,
-        far_features.embeddings,
+        far_features,
         np.full(50, "unlabelled", dtype=object),
         {},
         [],

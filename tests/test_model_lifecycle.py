@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from pipeline import model_store, runner
@@ -218,6 +219,7 @@ _TRAIN_WITH_MARKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_another_process_reads_the_warehouse_while_a_space_trains(tmp_path: Path):
     spec = _spec(tmp_path, _shop(tmp_path), steps=30)
     runner.validate(spec)
@@ -341,8 +343,42 @@ def test_a_space_that_still_diverges_after_the_retry_is_not_saved(tmp_path: Path
         runner.train(diverging, "orders", progress=False)
     assert "accept_unhealthy" in str(failed.value)
     assert Space.load(folder).version == first.version  # the previous model stays current
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        recorded = con.execute(
+            "select detected_failures from ml.training_runs where version = 'not saved'"
+        ).fetchall()
+    assert len(recorded) == 1 and any("unstable" in f or "collapse" in f for f in recorded[0][0])
     accepted = _spec(
         tmp_path, warehouse, steps=10, training={"learning_rate": 1e9, "accept_unhealthy": True}
     )
     kept = runner.train(accepted, "orders", progress=False)
     assert kept.training.unhealthy and Space.load(folder).version == kept.version
+
+
+def test_rows_built_far_outside_the_training_data_are_flagged(tmp_path: Path):
+    spec = _spec(tmp_path, _shop(tmp_path))
+    runner.run(spec, progress=False)
+    with duckdb.connect(str(spec.warehouse)) as con:  # 20 customers unlike any trained on
+        con.execute(
+            "insert into customers select 1000 + range, 'never-seen', 1e6, null from range(20)"
+        )
+        con.execute(
+            "insert into orders select 100000 + range, 1000 + range % 20, 1e9 + range, "
+            "timestamp '2090-01-01' + to_days(range::integer) from range(1000)"
+        )
+    for name in ("orders", "customers"):
+        runner.embed(spec, name)
+    runner.predict(spec, "customers", "churned")
+    with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select customer_id >= 1000, ood_sigma, warnings from ml.customers__churned_predictions"
+        ).fetchall()
+    far = [(sigma, warnings) for built, sigma, warnings in rows if built]
+    near = [sigma for built, sigma, _ in rows if not built]
+    assert len(far) == 20 and len(near) == 300
+    assert all(
+        sigma > 3 and any("out of distribution" in w for w in warnings) for sigma, warnings in far
+    )
+    assert np.mean(np.array(near) < 2) > 0.9
+    # the warning names an input outside its training range
+    assert all(any("outside its training range" in w for w in warnings) for _, warnings in far)

@@ -62,6 +62,10 @@ class Predictor:
     ood_reference: np.ndarray | None = None
     ood_mean: float = 0.0
     ood_std: float = 1.0
+    input_ranges: dict[str, list[float]] = field(default_factory=dict)
+    """Per parent column and child statistic: [min, max, std] over the labelled rows at
+    training (an input far outside its range is out of distribution, even when the
+    embedding, whose codecs saturate, lands among the training rows)."""
     metrics: dict = field(default_factory=dict)
     out_of_fold: pa.Table | None = None
     """Key columns and `raw` out-of-fold outputs of the rows labelled at training."""
@@ -123,11 +127,29 @@ class Predictor:
             },
         }
 
-    def ood_sigma(self, embeddings: np.ndarray) -> np.ndarray:
-        """Distance to the nearest training embeddings, in standard deviations of that
-        distance among the training rows themselves."""
-        distances = knn_distance(np.asarray(embeddings, np.float32), self.ood_reference)
-        return (distances - self.ood_mean) / self.ood_std
+    def ood_sigma(self, features: PredictorFeatures) -> tuple[np.ndarray, list[str | None]]:
+        """Per row: how far it is from the training rows, in sigmas, and the input that is
+        farthest out of its training range (None when none is). The larger of the distance
+        to the nearest training embeddings (in standard deviations of that distance among
+        the training rows) and how far any input lies outside its training [min, max] (in
+        its training standard deviations)."""
+        embeddings = np.asarray(features.embeddings, np.float32)
+        distances = knn_distance(embeddings, self.ood_reference)
+        sigma = (distances - self.ood_mean) / self.ood_std
+        beyond = np.zeros(features.n_rows)
+        which: list[str | None] = [None] * features.n_rows
+        for j, name in enumerate(features.names):
+            if name not in self.input_ranges:
+                continue
+            low, high, std = self.input_ranges[name]
+            x = features.table[:, j]
+            with np.errstate(invalid="ignore"):
+                out = np.nan_to_num(np.maximum(x - high, low - x) / std, nan=0.0)
+            for i in np.flatnonzero(out > beyond):
+                beyond[i], which[i] = out[i], name
+        return np.maximum(sigma, beyond), [
+            name if beyond[i] > sigma[i] else None for i, name in enumerate(which)
+        ]
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, folder: Path, keep: int = model_store.KEEP_VERSIONS) -> str:
@@ -156,6 +178,7 @@ class Predictor:
             "interval": list(self.interval),
             "ood_mean": self.ood_mean,
             "ood_std": self.ood_std,
+            "input_ranges": self.input_ranges,
             "metrics": self.metrics,
             "target_type": self.target_type,
             "space_version": self.space_version,
@@ -197,6 +220,7 @@ class Predictor:
             ood_reference=tensors["ood_reference"].numpy(),
             ood_mean=meta["ood_mean"],
             ood_std=meta["ood_std"],
+            input_ranges=meta.get("input_ranges", {}),
             metrics=meta["metrics"],
             out_of_fold=pq.read_table(oof_path) if oof_path.exists() else None,
             target_type=meta["target_type"],
@@ -271,7 +295,22 @@ def train_predictor(
     predictor.ood_reference = np.ascontiguousarray(reference)
     own = knn_distance(reference, reference, exclude_self=True)
     predictor.ood_mean, predictor.ood_std = float(own.mean()), float(own.std()) or 1.0
+    predictor.input_ranges = input_ranges(features, labelled)
     return predictor
+
+
+def input_ranges(features: PredictorFeatures, rows: np.ndarray) -> dict[str, list[float]]:
+    """[min, max, std] of each table input over `rows` (inputs without two values left out;
+    label indices too, as their order means nothing)."""
+    ranges = {}
+    for j, name in enumerate(features.names):
+        if j in features.categorical:
+            continue
+        x = features.table[rows, j]
+        x = x[np.isfinite(x)]
+        if len(x) >= 2 and x.std() > 0:
+            ranges[name] = [float(x.min()), float(x.max()), float(x.std())]
+    return ranges
 
 
 def _calibrate(predictor: Predictor, chosen: CrossFit, target: Target, rows: np.ndarray) -> None:
