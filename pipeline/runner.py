@@ -7,9 +7,7 @@ Dagster assets all call the same code. Every write is atomic.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from pipeline.predictions import predictions_table
 from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
 from pipeline.predictors.leakage import find_leaks
 from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
+from pipeline.run_records import record_run
 from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult
@@ -137,20 +136,41 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
         profiles = stored_profiles(con, spec, name)
         data = Space.read_training_data(warehouse, con, spec, name, profiles)
     space = Space.train(spec, name, data, progress=progress)
-    if space.training.unhealthy and not spec.training.accept_unhealthy:
-        with warehouse.connect() as con:  # the failed run is on record too
-            _record_run(
-                warehouse,
+    kept = not space.training.unhealthy or spec.training.accept_unhealthy
+    if kept:
+        space.save(space_folder(spec, name), spec.keep_versions)
+        # the quality suite is learned from the data the model was trained on; checks of
+        # later data validate against it
+        learn_space_quality(spec, name, profiles)
+    mi = space.training.mutual_information
+    with warehouse.connect() as con:  # a failed run is on record too
+        record_run(
+            warehouse,
+            con,
+            "space",
+            name,
+            None,
+            space.version if kept else "not saved",
+            space.training,
+            space.folder / "timeline.json" if kept else None,
+            metrics={},
+            read_versions=space.read_versions,
+        )
+        if kept:
+            warehouse.write_table(
                 con,
-                "space",
-                name,
-                None,
-                "not saved",
-                space.training,
-                None,
-                metrics={},
-                read_versions=space.read_versions,
+                "mutual_information",
+                pa.table(
+                    {
+                        "space": pa.array([name] * len(mi), pa.string()),
+                        "column": pa.array(list(mi), pa.string()),
+                        "bits": pa.array(list(mi.values()), pa.float64()),
+                        "space_version": pa.array([space.version] * len(mi), pa.string()),
+                    }
+                ),
+                replace_where=f"space = {literal(name)}",
             )
+    if not kept:
         raise TrainingHealthError(
             f"space {name}: training failed its health checks after the corrective retry "
             f"({'; '.join(space.training.unhealthy)}; actions tried: "
@@ -158,37 +178,6 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
             "previous one stays current -> look at the columns for extreme or constant values "
             "(python -m pipeline validate), lower training.learning_rate, or set "
             "training.accept_unhealthy: true to keep such a model"
-        )
-    space.save(space_folder(spec, name), spec.keep_versions)
-    # the quality suite is learned from the data the model was trained on; checks of later
-    # data validate against it
-    learn_space_quality(spec, name, profiles)
-    mi = space.training.mutual_information
-    with warehouse.connect() as con:
-        _record_run(
-            warehouse,
-            con,
-            "space",
-            name,
-            None,
-            space.version,
-            space.training,
-            space.folder / "timeline.json",
-            metrics={},
-            read_versions=space.read_versions,
-        )
-        warehouse.write_table(
-            con,
-            "mutual_information",
-            pa.table(
-                {
-                    "space": pa.array([name] * len(mi), pa.string()),
-                    "column": pa.array(list(mi), pa.string()),
-                    "bits": pa.array(list(mi.values()), pa.float64()),
-                    "space_version": pa.array([space.version] * len(mi), pa.string()),
-                }
-            ),
-            replace_where=f"space = {literal(name)}",
         )
     log.info(
         "space %s trained: version %s, losses %s", name, space.version, space.training.final_losses
@@ -301,7 +290,7 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
     result = TrainingResult(choices=None, started_at=started.timestamp())
     result.finished_at = dt.datetime.now(dt.UTC).timestamp()
     with warehouse.connect() as con:
-        _record_run(
+        record_run(
             warehouse,
             con,
             "predictor",
@@ -379,74 +368,6 @@ def predict(spec: Spec, name: str, target: str) -> int:
     with warehouse.connect() as con:
         warehouse.write_table(con, predictions_name(name, target), table)
     return table.num_rows
-
-
-def _record_run(
-    warehouse: Warehouse,
-    con,
-    kind: str,
-    name: str,
-    target: str | None,
-    version: str,
-    result: TrainingResult,
-    timeline: Path | None,
-    metrics: dict,
-    read_versions: dict[str, str] | None = None,
-    warnings_raised: list[str] | None = None,
-    record: dict | None = None,
-) -> None:
-    """One row of `ml.training_runs`. A space's record comes from its `TrainingResult`; a
-    predictor passes `record` (epochs, steps, losses, hyperparameters of the chosen
-    candidate)."""
-    summary = result.summary() if result.choices else {}
-    record = record or {}
-    run_id = uuid.uuid4().hex[:12]
-    row = {
-        "run_id": run_id,
-        "kind": kind,
-        "space": name,
-        "target": target,
-        "version": version,
-        "read_versions": json.dumps(read_versions or {}),
-        "started_at": dt.datetime.fromtimestamp(result.started_at, dt.UTC).replace(tzinfo=None),
-        "finished_at": dt.datetime.fromtimestamp(result.finished_at, dt.UTC).replace(tzinfo=None),
-        "epochs": float(record.get("epochs", result.epochs)),
-        "steps": int(record.get("steps", result.steps_done)),
-        "losses": json.dumps(record.get("losses", result.final_losses)),
-        "metrics": json.dumps(metrics),
-        "hyperparameters": json.dumps(record.get("hyperparameters", summary.get("choices", {}))),
-        "detected_failures": list(result.failures),
-        "corrective_actions": list(result.corrective_actions),
-        "warnings": list(warnings_raised if warnings_raised is not None else result.warnings),
-        "timeline_path": str(timeline) if timeline else None,
-    }
-    schema = pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("kind", pa.string()),
-            ("space", pa.string()),
-            ("target", pa.string()),
-            ("version", pa.string()),
-            ("read_versions", pa.string()),
-            ("started_at", pa.timestamp("us")),
-            ("finished_at", pa.timestamp("us")),
-            ("epochs", pa.float64()),
-            ("steps", pa.int64()),
-            ("losses", pa.string()),
-            ("metrics", pa.string()),
-            ("hyperparameters", pa.string()),
-            ("detected_failures", pa.list_(pa.string())),
-            ("corrective_actions", pa.list_(pa.string())),
-            ("warnings", pa.list_(pa.string())),
-            ("timeline_path", pa.string()),
-        ]
-    )
-    warehouse.write_table(
-        con,
-        "training_runs",
-        pa.Table.from_pylist([row], schema=schema),
-        replace_where=f"run_id = {literal(run_id)}",
-    )
 
 
 def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
