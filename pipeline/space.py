@@ -21,6 +21,7 @@ from pipeline.hierarchy import link_name, read_versions
 from pipeline.inputs import SpaceInputs, read_space_inputs
 from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.profiling import ColumnProfile
+from pipeline.projection import principal_axes
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult, train_space
 from pipeline.warehouse import Warehouse, qualified, quote, table_columns
@@ -354,21 +355,16 @@ def embed_children_as_of(
 
 
 def fit_projection(embeddings: np.ndarray) -> np.ndarray:
-    """[4, dim]: mean, then the 3 principal axes of `embeddings` (each axis's sign set so its
-    largest loading is positive: the same data gives the same axes). Fewer than 3 directions
-    of variance are padded with the coordinate axes."""
+    """[4, dim]: mean, then the 3 principal axes of `embeddings` (`principal_axes`). Fewer
+    than 3 directions of variance are padded with the coordinate axes."""
     x = np.asarray(embeddings, np.float64)
     x = x[np.isfinite(x).all(axis=1)]  # a diverged model's rows are left out
     dim = x.shape[1]
-    mean = x.mean(axis=0) if len(x) else np.zeros(dim)
-    axes = np.zeros((0, dim))
     if len(x) >= 2:
-        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-        axes = vt[:3]
-    if len(axes) < 3:
-        axes = np.concatenate([axes, np.eye(dim)[len(axes) : 3]])
-    signs = np.sign(axes[np.arange(3), np.abs(axes).argmax(axis=1)])
-    return np.concatenate([mean[None], axes * np.where(signs == 0, 1, signs)[:, None]])
+        fitted = principal_axes(x, min(3, len(x), dim))
+    else:
+        fitted = (x.mean(axis=0) if len(x) else np.zeros(dim))[None]
+    return np.concatenate([fitted, np.eye(dim)[len(fitted) - 1 : 3]])
 
 
 def fingerprint(profiles: list[ColumnProfile], n_rows: int) -> str:

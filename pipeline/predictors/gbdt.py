@@ -18,6 +18,7 @@ import torch
 from pipeline.predictors.candidates import inner_split, select_rows
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
+from pipeline.projection import principal_axes
 
 MAX_ROUNDS = 1000
 PATIENCE = 50
@@ -25,17 +26,9 @@ EMBEDDING_AXES = 8
 
 
 def fit_axes(embeddings: np.ndarray, n_axes: int) -> np.ndarray:
-    """[1 + k, dim]: the mean embedding, then the first k principal axes (k <= n_axes), each
-    signed so its largest loading is positive (the same rows give the same axes)."""
-    x = np.asarray(embeddings, np.float64)
-    mean = x.mean(axis=0)
-    k = min(n_axes, x.shape[1], max(len(x) - 1, 0))
-    if k == 0:
-        return mean[None]
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    axes = vt[:k]
-    signs = np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])
-    return np.concatenate([mean[None], axes * np.where(signs == 0, 1, signs)[:, None]])
+    """[1 + k, dim]: the mean embedding, then its first k <= n_axes principal axes."""
+    k = min(n_axes, embeddings.shape[1], max(len(embeddings) - 1, 0))
+    return principal_axes(embeddings, k)
 
 
 def _matrix(features: PredictorFeatures, axes: np.ndarray | None) -> np.ndarray:
