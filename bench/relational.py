@@ -427,7 +427,7 @@ spec = load_spec(forced)
 runner.train_target(spec, parent, target)
 runner.predict(spec, parent, target)
 """
-CANDIDATES = ("gbdt", "gbdt_aggregates", "mlp")
+CANDIDATES = ("gbdt", "gbdt_aggregates", "mlp", "fine_tune")
 
 
 def run_candidates(task: RelationalTask, result: dict, timeout_s: float | None) -> None:

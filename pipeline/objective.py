@@ -86,6 +86,15 @@ def losses(
 
     Shape: in_a [B, T] (bool).
     """
+    total, parts, _ = losses_and_embedding(model, batch, in_a, choices)
+    return total, parts
+
+
+def losses_and_embedding(
+    model: SpaceModel, batch: list[dict], in_a: torch.Tensor, choices: TrainingChoices
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """`losses`, and the full view's embeddings [B, embedding_dim] it computed (a predictor
+    fine-tuning the space trains on them, with this loss as an auxiliary term)."""
     content, present = model.encode_tokens(batch)
     hidden = torch.stack([torch.zeros_like(in_a), ~in_a, in_a])
     n_rows = len(present)
@@ -110,7 +119,7 @@ def losses(
     spread = uniformity(full)
     total = joint + marginal + retention + choices.spread_weight * spread
     values = torch.stack([total, joint, marginal, retention, spread]).detach().tolist()
-    return total, dict(zip(LOSS_PARTS, values, strict=True))
+    return total, dict(zip(LOSS_PARTS, values, strict=True)), full
 
 
 def complementary_split(n_rows: int, n_tokens: int, generator: torch.Generator) -> torch.Tensor:

@@ -284,6 +284,8 @@ def train_target(spec: Spec, name: str, target: str) -> Predictor:
         model=spec.spaces[name].column(target).model,
         epochs=spec.training.predictor_epochs,
         time_order=time_order,
+        space=space.model,
+        fine_tune=spec.spaces[name].column(target).fine_tune,
     )
     predictor.space_version = space.version
     predictor.save(predictor_folder(spec, name, target), spec.keep_versions)
@@ -357,11 +359,11 @@ def predict(spec: Spec, name: str, target: str) -> int:
     raw, split = _split(predictor, inputs.keys, every_model)
     importance = predictor.contributions(features)
     if importance is None:
-        reference = predictor.score(every_model)
+        reference = predictor.importance_score(features)
         importance = {}
         for t, token in enumerate(token_specs(inputs)):
-            masked = predictor_features(inputs, space.embed(inputs, t))
-            importance[token.name] = np.abs(reference - predictor.score(predictor.raw(masked)))
+            masked = predictor_features(inputs, space.embed(inputs, t), hidden_token=t)
+            importance[token.name] = np.abs(reference - predictor.importance_score(masked))
     drift = inputs.drift_warnings(spec.spaces[name].table)
     _warn(f"space {name} predicting {target}", drift)
     table = predictions_table(predictor, inputs.keys, raw, features, split, importance, drift)

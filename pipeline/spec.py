@@ -26,11 +26,14 @@ class ColumnSpec(_Strict):
     """One of `pipeline.encoders.type_names()` or `id`; checked in `check_structure`."""
     target: bool = False
     active: bool = True
-    model: Literal["auto", "gbdt", "gbdt_aggregates", "mlp"] = "auto"
+    model: Literal["auto", "gbdt", "gbdt_aggregates", "mlp", "fine_tune"] = "auto"
     """For a target: which predictor to keep; `auto` cross-fits every candidate and keeps the
     best out-of-fold score. `gbdt`: LightGBM on the columns, the child statistics and the
     embedding's principal axes; `gbdt_aggregates`: the same without the embedding; `mlp`:
-    a network on the embedding."""
+    a network on the embedding; `fine_tune`: the space's own model trained on the target."""
+    fine_tune: bool | None = None
+    """Whether `auto` tries fine-tuning the space on the target: unset, only when the cost
+    model says it takes under 40 s; true, whatever it costs; false, never."""
 
 
 class ChildSpec(_Strict):
@@ -269,6 +272,24 @@ def check_structure(spec: Spec) -> None:
                     f"{place}.columns.{column}",
                     "a target cannot be inactive",
                     "drop 'active: false' or 'target: true'",
+                )
+            if col.fine_tune is not None and not col.target:
+                raise SpecError(
+                    f"{place}.columns.{column}.fine_tune",
+                    "fine_tune is for target columns",
+                    "add 'target: true' or drop fine_tune",
+                )
+            if col.fine_tune is False and col.model == "fine_tune":
+                raise SpecError(
+                    f"{place}.columns.{column}",
+                    "model: fine_tune with fine_tune: false",
+                    "drop one of the two",
+                )
+            if col.fine_tune and col.model not in ("auto", "fine_tune"):
+                raise SpecError(
+                    f"{place}.columns.{column}",
+                    f"fine_tune: true with model: {col.model} (only {col.model} is tried)",
+                    "drop fine_tune, or set model: auto to try both",
                 )
     _check_cycles(spec)
 

@@ -5,6 +5,7 @@ selection module owns folds and scores; a candidate owns only its model."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -60,10 +61,9 @@ def inner_split(rows: np.ndarray, seed: int, fraction: float = 0.15) -> tuple[np
 
 
 def select_rows(features: PredictorFeatures, rows: np.ndarray) -> PredictorFeatures:
-    return PredictorFeatures(
-        features.embeddings[rows],
-        features.table[rows],
-        features.names,
-        features.groups,
-        features.categorical,
+    return dataclasses.replace(
+        features,
+        embeddings=features.embeddings[rows],
+        table=features.table[rows],
+        rows=features.input_rows()[rows],
     )

@@ -26,15 +26,28 @@ class PredictorFeatures:
     or the child table (`orders`) for its statistics."""
     categorical: list[int]
     """Columns of `table` holding class indices (0: rare or unseen label)."""
+    inputs: SpaceInputs | None = None
+    """The space's inputs, for a candidate that runs the space model itself (fine-tuning)."""
+    rows: np.ndarray | None = None
+    """Rows of `inputs` these features describe, in order (None: all of them)."""
+    hidden_token: int | None = None
+    """A token of the space left out of every row (importance by masking)."""
+
+    def input_rows(self) -> np.ndarray:
+        """Indices into `inputs` of these rows."""
+        return np.arange(self.n_rows) if self.rows is None else self.rows
 
     @property
     def n_rows(self) -> int:
         return len(self.embeddings)
 
 
-def predictor_features(inputs: SpaceInputs, embeddings: np.ndarray) -> PredictorFeatures:
+def predictor_features(
+    inputs: SpaceInputs, embeddings: np.ndarray, hidden_token: int | None = None
+) -> PredictorFeatures:
     """Embeddings plus numbers, times and label indices of the parent's columns (through the
-    space's codecs) and the raw child statistics."""
+    space's codecs) and the raw child statistics; `hidden_token`: the token `embeddings` were
+    computed without."""
     n = inputs.n_rows
     blocks, names, groups, categorical = [], [], [], []
     for column in inputs.columns:
@@ -55,4 +68,12 @@ def predictor_features(inputs: SpaceInputs, embeddings: np.ndarray) -> Predictor
         names += inputs.statistics.names
         groups += [name.split("/", 1)[0] for name in inputs.statistics.names]
     table = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
-    return PredictorFeatures(np.asarray(embeddings, np.float32), table, names, groups, categorical)
+    return PredictorFeatures(
+        np.asarray(embeddings, np.float32),
+        table,
+        names,
+        groups,
+        categorical,
+        inputs=inputs,
+        hidden_token=hidden_token,
+    )

@@ -18,9 +18,12 @@ from safetensors.torch import load_file, save
 
 from pipeline import model_store
 from pipeline.artifacts import json_bytes, load_json
+from pipeline.errors import PipelineError
+from pipeline.model import SpaceModel
 from pipeline.predictors import calibration
 from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.fine_tune import AUTO_BUDGET_S, FineTuned, FineTunedModel, plan
 from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
 from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
 from pipeline.predictors.selection import CrossFit, assign_folds, choose, cross_fit_all
@@ -32,17 +35,51 @@ MODEL_TYPES = {
     "mlp": EmbeddingMLPModel,
     "gbdt": GradientBoostedModel,
     "gbdt_aggregates": GradientBoostedModel,
+    "fine_tune": FineTunedModel,
 }
 
 
-def candidates(model: str, epochs: int | None) -> list[Candidate]:
-    """The candidates to try: all of them (`auto`) or the one the spec names."""
-    every = {
+def candidates(
+    model: str, epochs: int | None, fine_tune: FineTuned | None = None
+) -> list[Candidate]:
+    """The candidates to try: all of them (`auto`; fine-tuning only when given) or the one
+    the spec names."""
+    every: dict[str, Candidate] = {
         "gbdt": GradientBoosted("gbdt"),
         "gbdt_aggregates": GradientBoosted("gbdt_aggregates", n_axes=0),
         "mlp": EmbeddingMLP(epochs),
     }
+    if fine_tune is not None:
+        every["fine_tune"] = fine_tune
     return list(every.values()) if model == "auto" else [every[model]]
+
+
+def fine_tuning(
+    space: SpaceModel | None,
+    features: PredictorFeatures,
+    n_labelled: int,
+    n_models: int,
+    seed: int,
+    model: str,
+    fine_tune: bool | None,
+) -> tuple[FineTuned | None, str | None]:
+    """The fine-tuning candidate when it is to be tried, else None and why not. Forced by
+    `model: fine_tune` or `fine_tune: true`; never with `fine_tune: false`; in `auto` when
+    the cost model says its fold models fit `AUTO_BUDGET_S`."""
+    forced = model == "fine_tune" or fine_tune is True
+    if space is None or features.inputs is None:
+        if forced:
+            raise PipelineError(f"predictor {model}: fine-tuning needs the space model")
+        return None, None
+    if fine_tune is False or model not in ("auto", "fine_tune"):
+        return None, "fine_tune: false" if fine_tune is False else None
+    schedule = plan(space, features.inputs.n_rows, n_labelled, n_models, seed)
+    if forced or schedule.fits():
+        return FineTuned(space, schedule), None
+    return None, (
+        f"not tried: its {n_models} models would take about {schedule.seconds:.0f} s "
+        f"(auto tries it under {AUTO_BUDGET_S:.0f} s) -> set fine_tune: true to try it"
+    )
 
 
 @dataclass
@@ -97,6 +134,11 @@ class Predictor:
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         return calibration.decide(probabilities, self.positive, self.threshold)
+
+    def importance_score(self, features: PredictorFeatures) -> np.ndarray:
+        """`score` of the first model's outputs: importance by masking is measured on one
+        model, as `contributions` are (the fold models learn the same function)."""
+        return self.score(self.models[0].raw(features))
 
     def score(self, raw: np.ndarray) -> np.ndarray:
         """One number per row that moves with the prediction (for importance by masking)."""
@@ -249,18 +291,24 @@ def train_predictor(
     model: str = "auto",
     epochs: int | None = None,
     time_order: np.ndarray | None = None,
+    space: SpaceModel | None = None,
+    fine_tune: bool | None = None,
 ) -> Predictor:
     """Cross-fit every candidate on the labelled rows, keep the best by its out-of-fold score,
-    and calibrate it on its out-of-fold outputs; metrics are out-of-fold too."""
+    and calibrate it on its out-of-fold outputs; metrics are out-of-fold too. `space`: the
+    space's model, which the fine-tuning candidate trains further (see `fine_tuning`)."""
     forward = time_order is not None
     folds = assign_folds(target, seed, time_order)
-    results = cross_fit_all(candidates(model, epochs), features, target, folds, seed, forward)
-    chosen = choose(results)
     labelled = np.flatnonzero(folds >= 0)
+    n_models = int(folds.max()) + 1 + int(forward)
+    tuned, skipped = fine_tuning(space, features, len(labelled), n_models, seed, model, fine_tune)
+    tried = candidates(model, epochs, tuned)
+    results = cross_fit_all(tried, features, target, folds, seed, forward)
+    chosen = choose(results)
     if forward:
         # fold models of time blocks saw only the past of their block (the first one a fifth
         # of the rows): rows to come are scored by one model trained on every labelled row
-        candidate = next(c for c in candidates(model, epochs) if c.name == chosen.name)
+        candidate = next(c for c in tried if c.name == chosen.name)
         with one_thread():
             chosen.models = [candidate.fit(features, target, labelled, seed)]
     predictor = Predictor(
@@ -285,6 +333,8 @@ def train_predictor(
         {"name": r.name, "metric": r.metric, "score": abs(r.score), "seconds": round(r.seconds, 2)}
         for r in results
     ]
+    if skipped:
+        predictor.metrics["fine_tune"] = skipped
     raw = chosen.out_of_fold[labelled]
     oof = keys.take(pa.array(labelled))
     predictor.out_of_fold = oof.append_column(

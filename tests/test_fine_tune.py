@@ -1,0 +1,115 @@
+"""Fine-tuning the space on the target: where the self-supervised space has barely learned
+the column the label depends on, the frozen embedding misses it and the fine-tuned space
+finds it; the fine-tuned predictor is saved, reloaded and explained like any other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline import runner
+from pipeline.errors import SpecError
+from pipeline.predictors import Predictor, predictor_features
+from pipeline.space import Space
+from tests.conftest import write_spec
+
+N = 800
+
+
+def _points(path: Path) -> dict[int, int]:
+    """Eight numbers driven by two latent factors, and `signal`, independent of them, that
+    the 0/1 label follows; every 4th label is NULL (held out). Returns every true label."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(N, 2))
+    columns = {f"x{j}": latent[:, j % 2] * (j + 1) + 0.2 * rng.normal(size=N) for j in range(8)}
+    signal = rng.normal(size=N)
+    label = (signal + 0.3 * rng.normal(size=N) > 0).astype(np.int32)
+    table = pa.table(
+        {
+            "point_id": pa.array(np.arange(N), pa.int32()),
+            **columns,
+            "signal": signal,
+            "label": pa.array(np.where(np.arange(N) % 4 == 0, None, label), pa.int32()),
+        }
+    )
+    con = duckdb.connect(str(path))
+    try:
+        con.register("incoming", table)
+        con.execute("create table points as select * from incoming")
+    finally:
+        con.close()
+    return dict(enumerate(label.tolist()))
+
+
+def _spec(tmp_path: Path, warehouse: Path, name: str, **target):
+    return write_spec(
+        tmp_path / f"{name}.yaml",
+        {
+            "warehouse": str(warehouse),
+            "artifacts": str(tmp_path / "artifacts"),
+            # a space that has barely trained: its embedding carries little of `signal`
+            "training": {"steps": 20},
+            "spaces": {
+                "points": {
+                    "table": "main.points",
+                    "key": "point_id",
+                    "columns": {"label": {"target": True, **target}},
+                }
+            },
+        },
+    )
+
+
+def test_fine_tuning_finds_what_the_frozen_embedding_missed(tmp_path: Path) -> None:
+    warehouse = tmp_path / "points.duckdb"
+    truth = _points(warehouse)
+    spec = _spec(tmp_path, warehouse, "auto", fine_tune=True)
+    runner.run(spec, progress=False)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (metrics,) = con.execute(
+            "select metrics from ml.training_runs where kind = 'predictor'"
+        ).fetchone()
+    scores = {c["name"]: c["score"] for c in json.loads(metrics)["candidates"]}
+    assert set(scores) == {"gbdt", "gbdt_aggregates", "mlp", "fine_tune"}
+    # measured: mlp 0.65, fine_tune 0.87 out of fold (the trees read `signal` itself)
+    assert scores["fine_tune"] > 0.8
+    assert scores["fine_tune"] > scores["mlp"] + 0.15
+
+    forced = _spec(tmp_path, warehouse, "forced", model="fine_tune")
+    predictor = runner.train_target(forced, "points", "label")
+    assert predictor.model == "fine_tune" and len(predictor.models) == 5
+    runner.predict(forced, "points", "label")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select point_id, prediction, probabilities['1'], split, feature_importance "
+            "from ml.points__label_predictions order by point_id"
+        ).fetchall()
+    held_out = [r for r in rows if r[0] % 4 == 0]
+    assert {r[3] for r in held_out} == {"unlabelled"}
+    assert roc_auc_score([truth[r[0]] for r in held_out], [r[2] for r in held_out]) > 0.8
+    assert {r[1] for r in rows} == {0, 1}
+    # importance by masking one token of the fine-tuned space at a time: `signal` leads
+    mean_importance = {name: np.mean([dict(r[4])[name] for r in rows]) for name in dict(rows[0][4])}
+    assert max(mean_importance, key=mean_importance.get) == "signal"
+
+    # the saved model set gives the same outputs as the trained one
+    space = Space.load(runner.space_folder(forced, "points"))
+    with runner.warehouse_of(forced).connect() as con:
+        inputs = space.read_inputs(runner.warehouse_of(forced), con, forced)
+    features = predictor_features(inputs, space.embed(inputs))
+    reloaded = Predictor.load(runner.predictor_folder(forced, "points", "label"))
+    np.testing.assert_allclose(reloaded.raw(features), predictor.raw(features), atol=1e-5)
+
+
+def test_fine_tune_key_is_checked(tmp_path: Path) -> None:
+    warehouse = tmp_path / "points.duckdb"
+    with pytest.raises(SpecError, match="fine_tune: true with model: gbdt"):
+        _spec(tmp_path, warehouse, "both", model="gbdt", fine_tune=True)
+    with pytest.raises(SpecError, match="columns.label"):
+        _spec(tmp_path, warehouse, "contradiction", model="fine_tune", fine_tune=False)
