@@ -1,10 +1,10 @@
 """Predictors for target columns: candidates (an MLP on the frozen embedding, LightGBM on the
-embedding + the parent's columns + the child statistics) cross-fitted on the same folds,
-the best kept, calibrated on out-of-fold scores.
+embedding + the parent's columns + the child statistics, the space itself fine-tuned on the
+target) cross-fitted on the same folds, the best kept, calibrated on out-of-fold scores.
 
 Modules: `targets` (the target in its own values), `features` (what a predictor reads),
-`candidates` (the protocol), `mlp`, `gbdt`, `selection` (folds, cross-fitting, choice),
-`calibration`, `predictor` (the trained predictor, saved without pickle).
+`candidates` (the protocol), `mlp`, `gbdt`, `fine_tune`, `selection` (folds, cross-fitting,
+choice), `calibration`, `predictor` (the trained predictor, saved without pickle).
 """
 
 from pipeline.predictors.features import PredictorFeatures, predictor_features
