@@ -18,15 +18,20 @@ from safetensors.torch import load_file, save
 
 from pipeline import model_store
 from pipeline.artifacts import json_bytes, load_json
-from pipeline.errors import PipelineError
 from pipeline.model import SpaceModel
 from pipeline.predictors import calibration
 from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
-from pipeline.predictors.fine_tune import AUTO_BUDGET_S, FineTuned, FineTunedModel, plan
+from pipeline.predictors.fine_tune import FineTuned, FineTunedModel, fine_tuning, out_of_reach
 from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
 from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
-from pipeline.predictors.selection import CrossFit, assign_folds, choose, cross_fit_all
+from pipeline.predictors.selection import (
+    CrossFit,
+    assign_folds,
+    choose,
+    cross_fit,
+    cross_fit_all,
+)
 from pipeline.predictors.targets import Target, class_text
 
 OOD_NEIGHBOURS = 5
@@ -52,34 +57,6 @@ def candidates(
     if fine_tune is not None:
         every["fine_tune"] = fine_tune
     return list(every.values()) if model == "auto" else [every[model]]
-
-
-def fine_tuning(
-    space: SpaceModel | None,
-    features: PredictorFeatures,
-    n_labelled: int,
-    n_models: int,
-    seed: int,
-    model: str,
-    fine_tune: bool | None,
-) -> tuple[FineTuned | None, str | None]:
-    """The fine-tuning candidate when it is to be tried, else None and why not. Forced by
-    `model: fine_tune` or `fine_tune: true`; never with `fine_tune: false`; in `auto` when
-    the cost model says its fold models fit `AUTO_BUDGET_S`."""
-    forced = model == "fine_tune" or fine_tune is True
-    if space is None or features.inputs is None:
-        if forced:
-            raise PipelineError(f"predictor {model}: fine-tuning needs the space model")
-        return None, None
-    if fine_tune is False or model not in ("auto", "fine_tune"):
-        return None, "fine_tune: false" if fine_tune is False else None
-    schedule = plan(space, features.inputs.n_rows, n_labelled, n_models, seed)
-    if forced or schedule.fits():
-        return FineTuned(space, schedule), None
-    return None, (
-        f"not tried: its {n_models} models would take about {schedule.seconds:.0f} s "
-        f"(auto tries it under {AUTO_BUDGET_S:.0f} s) -> set fine_tune: true to try it"
-    )
 
 
 @dataclass
@@ -302,8 +279,15 @@ def train_predictor(
     labelled = np.flatnonzero(folds >= 0)
     n_models = int(folds.max()) + 1 + int(forward)
     tuned, skipped = fine_tuning(space, features, len(labelled), n_models, seed, model, fine_tune)
-    tried = candidates(model, epochs, tuned)
+    tried = candidates(model, epochs, tuned if model == "fine_tune" else None)
     results = cross_fit_all(tried, features, target, folds, seed, forward)
+    if tuned is not None and model == "auto":
+        # second round: fine-tuning starts from the embedding, so it is tried where the
+        # frozen embedding's MLP came near the best candidate (or when the spec asks)
+        skipped = None if fine_tune else out_of_reach({r.name: r.score for r in results})
+        if skipped is None:
+            tried.append(tuned)
+            results.append(cross_fit(tuned, features, target, folds, seed, forward))
     chosen = choose(results)
     if forward:
         # fold models of time blocks saw only the past of their block (the first one a fifth
