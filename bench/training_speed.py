@@ -11,6 +11,7 @@ Usage:
   .venv/bin/python bench/training_speed.py --rows 26000 400000
   .venv/bin/python bench/training_speed.py --rows 26000 --legacy --steps 60
   .venv/bin/python bench/training_speed.py --rows 26000 --d-model 64 --compare-steps
+  .venv/bin/python bench/training_speed.py --rows 26000 --parts
 """
 
 from __future__ import annotations
@@ -190,6 +191,64 @@ def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
         )
 
 
+def step_parts(spec, repeats: int = 20) -> None:
+    """Where one training step's time goes, on one thread: forward + backward of the column
+    encoders, of the transformer (the full view and the two masked views) and of the
+    decoders' losses, each alone on the same 256-row batch, beside the whole loss."""
+    from pipeline.inputs import read_space_inputs
+    from pipeline.model import SpaceModel, gather, token_specs
+
+    torch.set_num_threads(1)
+    warehouse = runner.warehouse_of(spec)
+    with warehouse.connect() as con:
+        profiles = runner.profile_space(con, spec, "points")
+        inputs = read_space_inputs(warehouse, con, spec, "points", profiles=profiles)
+    tokens = token_specs(inputs)
+    choices = training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)
+    torch.manual_seed(0)
+    model = SpaceModel(tokens, choices.d_model, choices.embedding_dim, dropout=0.0).train()
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, inputs.n_rows, (choices.batch_size,), generator=generator)
+    batch = gather(inputs, rows)
+    in_a = objective.complementary_split(len(rows), len(batch), generator)
+    hidden = torch.stack([torch.zeros_like(in_a), ~in_a, in_a])
+    content, present = model.encode_tokens(batch)
+    content = content.detach().requires_grad_()
+    views = torch.cat([present[None], hidden[1:] & present])
+    embedding = torch.randn(3, len(rows), choices.embedding_dim, requires_grad=True)
+
+    def encoders() -> None:
+        model.encode_tokens(batch)[0].sum().backward()
+
+    def transformer() -> None:
+        full = model.embed_tokens(content, present)
+        masked = model.embed_tokens(
+            content.repeat(2, 1, 1), present.repeat(2, 1), hidden=hidden[1:].flatten(0, 1)
+        )
+        (full.sum() + masked.sum()).backward()
+
+    def decoders() -> None:
+        parts = objective.token_losses(model, batch, embedding, views, choices.temperature)
+        sum(loss.sum() for loss, _ in parts.values()).backward()
+
+    def whole() -> None:
+        objective.losses(model, batch, in_a, choices)[0].backward()
+
+    print(f"one step, {len(tokens)} tokens, batch {len(rows)}, 1 thread (forward + backward):")
+    for name, part in (
+        ("encoders", encoders),
+        ("transformer", transformer),
+        ("decoders", decoders),
+        ("whole loss", whole),
+    ):
+        for _ in range(3):
+            part()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            part()
+        print(f"  {name:12s} {(time.perf_counter() - started) / repeats * 1000:6.1f} ms")
+
+
 def train_one(spec, name: str) -> dict:
     started = time.perf_counter()
     space = runner.train(spec, name, progress=False)
@@ -220,6 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--compare-steps", action="store_true", help="only time single steps, old and new"
     )
+    parser.add_argument("--parts", action="store_true", help="only time the parts of a step")
     args = parser.parse_args()
     overrides = {"d_model": args.d_model, "steps": args.steps, "batch_size": args.batch_size}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -236,6 +296,9 @@ def main() -> None:
             runner.validate(spec)
             if args.compare_steps:
                 compare_steps(spec)
+                continue
+            if args.parts:
+                step_parts(spec)
                 continue
             for name in ["points", "owners"] if args.children else ["points"]:
                 r = train_one(spec, name)

@@ -5,6 +5,8 @@ NULL label in the warehouse (the pipeline never sees it) and are scored against 
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -15,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline import runner
 from pipeline.errors import DataWarning, PipelineError
+from pipeline.spec import Spec
 from tests.conftest import write_spec
 
 N_CUSTOMERS = 600
@@ -74,31 +77,38 @@ def _shop(path: Path, seed: int = 0) -> dict[str, pa.Table]:
     return tables
 
 
-def _label(path: Path, score_sql: str) -> dict[int, int]:
-    """Set `label` (0/1 INTEGER) to whether the customer's score is above the median; NULL for
+def _label(path: Path, score_sql: str, column: str = "label") -> dict[int, int]:
+    """Add `column` (0/1 INTEGER): whether the customer's score is above the median; NULL for
     held-out customers. Returns the true label of every customer."""
     con = duckdb.connect(str(path))
     try:
-        con.execute(f"create table scores as {score_sql}")
+        con.execute(f"create or replace table scores as {score_sql}")
         median = con.execute("select median(score) from scores").fetchone()[0]
         con.execute(
             "create or replace table customers as select c.*, "
-            f"(coalesce(s.score, 0) > {median})::integer as label "
+            f"(coalesce(s.score, 0) > {median})::integer as {column} "
             "from customers c left join scores s using (customer_id)"
         )
-        truth = dict(con.execute("select customer_id, label from customers").fetchall())
-        con.execute(f"update customers set label = null where customer_id % {HELD_OUT} = 0")
+        truth = dict(con.execute(f"select customer_id, {column} from customers").fetchall())
+        con.execute(f"update customers set {column} = null where customer_id % {HELD_OUT} = 0")
     finally:
         con.close()
     return truth
 
 
-def _spec(tmp_path: Path, warehouse: Path, children: list[str], name: str, **extra):
+def _spec(
+    tmp_path: Path,
+    warehouse: Path,
+    children: list[str],
+    name: str,
+    targets: tuple[str, ...] = ("label",),
+    **extra,
+):
     spaces = {
         "customers": {
             "table": "main.customers",
             "key": "customer_id",
-            "columns": {"label": {"target": True}},
+            "columns": {target: {"target": True} for target in targets},
             "children": [{"space": c, "foreign_key": "customer_id"} for c in children],
             **extra,
         },
@@ -124,12 +134,12 @@ def _spec(tmp_path: Path, warehouse: Path, children: list[str], name: str, **ext
     return write_spec(tmp_path / f"{name}.yaml", data)
 
 
-def _held_out_auc(spec, truth: dict[int, int]) -> float:
+def _held_out_auc(spec, truth: dict[int, int], target: str) -> float:
     con = duckdb.connect(str(spec.warehouse), read_only=True)
     try:
         rows = con.execute(
             f"select customer_id, probabilities['1'], split "
-            f"from {spec.output_schema}.customers__label_predictions "
+            f"from {spec.output_schema}.customers__{target}_predictions "
             f"where customer_id % {HELD_OUT} = 0"
         ).fetchall()
     finally:
@@ -138,62 +148,61 @@ def _held_out_auc(spec, truth: dict[int, int]) -> float:
     return roc_auc_score([truth[k] for k, _, _ in rows], [p for _, p, _ in rows])
 
 
-@pytest.mark.parametrize(
-    ("children", "score_sql"),
-    [
-        pytest.param(
-            ["orders"],
-            "select customer_id, sum(amount) as score from orders group by 1",
-            id="sum-of-a-child-column",
-        ),
-        pytest.param(
-            ["orders", "refunds"],
-            "select o.customer_id, coalesce(r.total, 0) / o.total as score from "
-            "(select customer_id, sum(amount) as total from orders group by 1) o left join "
-            "(select customer_id, sum(amount) as total from refunds group by 1) r using "
-            "(customer_id)",
-            id="ratio-of-two-childrens-sums",
-        ),
-        pytest.param(
-            ["orders"],
-            "select o.customer_id, sum(i.weight) as score from orders o "
-            "join order_items i using (order_id) group by 1",
-            id="sum-over-a-grandchild",
-        ),
-    ],
-)
-def test_children_signal_is_found_where_the_parent_alone_fails(
-    tmp_path: Path, children: list[str], score_sql: str
-) -> None:
-    warehouse = tmp_path / "w.duckdb"
+LABELS = {
+    "sum_label": "select customer_id, sum(amount) as score from orders group by 1",
+    "ratio_label": (
+        "select o.customer_id, coalesce(r.total, 0) / o.total as score from "
+        "(select customer_id, sum(amount) as total from orders group by 1) o left join "
+        "(select customer_id, sum(amount) as total from refunds group by 1) r using "
+        "(customer_id)"
+    ),
+    "grandchild_label": (
+        "select o.customer_id, sum(i.weight) as score from orders o "
+        "join order_items i using (order_id) group by 1"
+    ),
+}
+"""Three labels only the children carry: a sum of a child column, the ratio of two
+children's sums, a sum over a grandchild."""
+
+
+@dataclass
+class ShopRuns:
+    hierarchy: Spec
+    parent_only: Spec
+    truth: dict[str, dict[int, int]]
+
+
+@pytest.fixture(scope="module")
+def shop_runs(tmp_path_factory) -> ShopRuns:
+    """One shop with the three labels as targets, run with its children and without them."""
+    folder = tmp_path_factory.mktemp("shop")
+    warehouse = folder / "w.duckdb"
     _shop(warehouse)
-    truth = _label(warehouse, score_sql)
-    hierarchy = _spec(tmp_path, warehouse, children, "hierarchy")
+    truth = {target: _label(warehouse, sql, target) for target, sql in LABELS.items()}
+    hierarchy = _spec(folder, warehouse, ["orders", "refunds"], "hierarchy", tuple(LABELS))
     runner.run(hierarchy, progress=False)
-    parent_only = _spec(tmp_path, warehouse, [], "parent")
+    parent_only = _spec(folder, warehouse, [], "parent", tuple(LABELS))
     runner.run(parent_only, progress=False)
-
-    assert _held_out_auc(hierarchy, truth) >= 0.9
-    assert _held_out_auc(parent_only, truth) < 0.65
+    return ShopRuns(hierarchy, parent_only, truth)
 
 
-def test_integer_target_is_predicted_in_its_own_values(tmp_path: Path) -> None:
-    warehouse = tmp_path / "w.duckdb"
-    _shop(warehouse)
-    truth = _label(warehouse, "select customer_id, count(*) as score from orders group by 1")
-    spec = _spec(
-        tmp_path,
-        warehouse,
-        ["orders"],
-        "own",
-    )
-    runner.run(spec, progress=False)
-    con = duckdb.connect(str(warehouse), read_only=True)
+@pytest.mark.parametrize("target", list(LABELS))
+def test_children_signal_is_found_where_the_parent_alone_fails(
+    shop_runs: ShopRuns, target: str
+) -> None:
+    truth = shop_runs.truth[target]
+    assert _held_out_auc(shop_runs.hierarchy, truth, target) >= 0.9
+    assert _held_out_auc(shop_runs.parent_only, truth, target) < 0.65
+
+
+def test_integer_target_is_predicted_in_its_own_values(shop_runs: ShopRuns, tmp_path: Path) -> None:
+    spec = shop_runs.hierarchy
+    con = duckdb.connect(str(spec.warehouse), read_only=True)
     try:
-        table = f"{spec.output_schema}.customers__label_predictions"
+        table = f"{spec.output_schema}.customers__sum_label_predictions"
         (kind,) = con.execute(
             f"select data_type from information_schema.columns where table_schema = "
-            f"'{spec.output_schema}' and table_name = 'customers__label_predictions' "
+            f"'{spec.output_schema}' and table_name = 'customers__sum_label_predictions' "
             "and column_name = 'prediction'"
         ).fetchone()
         keys = con.execute(
@@ -203,19 +212,22 @@ def test_integer_target_is_predicted_in_its_own_values(tmp_path: Path) -> None:
         splits = dict(con.execute(f"select split, count(*) from {table} group by 1").fetchall())
     finally:
         con.close()
-    # a retrained space (another seed) makes the predictor stale: refused, not used silently
-    data = spec.model_dump(mode="json")
-    data["seed"] = 1
-    reseeded = write_spec(tmp_path / "reseeded.yaml", data)
-    runner.train(reseeded, "customers", progress=False)
-    runner.embed(reseeded, "customers")
-    with pytest.raises(PipelineError, match=r"predictor customers\.label was trained on version"):
-        runner.predict(reseeded, "customers", "label")
     assert kind == "INTEGER"
     assert sorted(k for (k,) in keys) == ["0", "1"]
     assert 0 < ones < N_CUSTOMERS
     assert splits == {"train": N_CUSTOMERS - N_CUSTOMERS // HELD_OUT, "unlabelled": 150}
-    assert sum(truth.values()) > 0
+
+    # a retrained space (another seed) makes the predictor stale: refused, not used silently
+    # (on a copy of the warehouse and the models, which the other tests read)
+    shutil.copy(spec.warehouse, tmp_path / "w.duckdb")
+    shutil.copytree(spec.artifacts, tmp_path / "artifacts")
+    data = spec.model_dump(mode="json")
+    data.update(seed=1, warehouse=str(tmp_path / "w.duckdb"), artifacts=str(tmp_path / "artifacts"))
+    reseeded = write_spec(tmp_path / "reseeded.yaml", data)
+    runner.train(reseeded, "customers", progress=False)
+    runner.embed(reseeded, "customers")
+    with pytest.raises(PipelineError, match=r"predictor customers\.sum_label was trained on"):
+        runner.predict(reseeded, "customers", "sum_label")
 
 
 def test_filtered_parent_view_trains_with_a_coverage_warning(tmp_path: Path) -> None:
