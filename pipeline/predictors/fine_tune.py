@@ -240,7 +240,9 @@ class FineTuned:
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return F.smooth_l1_loss(out[:, 0], t)
 
-        probe = _probe(model.net.head, features, fit_rows, y, loss_fn, generator)
+        probe = _probe(
+            model.net.head, features.embeddings[fit_rows], y[torch.as_tensor(fit_rows)], loss_fn
+        )
         model.record = _fine_tune(
             model.net, features, fit_rows, stop_rows, y, loss_fn, generator, self.plan
         )
@@ -248,14 +250,13 @@ class FineTuned:
         return model
 
 
-def _probe(head: nn.Linear, features, fit_rows, y, loss_fn, generator) -> float:
-    """Head-only training on the frozen embeddings (full batch, AdamW)."""
-    x = torch.from_numpy(np.asarray(features.embeddings[fit_rows], np.float32))
-    target = y[torch.as_tensor(fit_rows)]
+def _probe(head: nn.Linear, embeddings: np.ndarray, y: torch.Tensor, loss_fn) -> float:
+    """Head-only training on the frozen embeddings of the fit rows (full batch, AdamW)."""
+    x = torch.from_numpy(np.asarray(embeddings, np.float32))
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-3)
     loss = torch.zeros(())
     for _ in range(PROBE_STEPS):
-        loss = loss_fn(head(x), target)
+        loss = loss_fn(head(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
