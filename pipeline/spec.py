@@ -32,8 +32,9 @@ class ColumnSpec(_Strict):
     embedding's principal axes; `gbdt_aggregates`: the same without the embedding; `mlp`:
     a network on the embedding; `fine_tune`: the space's own model trained on the target."""
     fine_tune: bool | None = None
-    """Whether `auto` tries fine-tuning the space on the target: unset, only when the cost
-    model says it takes under 40 s; true, whatever it costs; false, never."""
+    """Whether `auto` tries fine-tuning the space on the target: unset, only when the MLP on
+    the frozen embedding came within 1% of the best candidate and the cost model says it
+    takes under 40 s; true, always; false, never."""
 
 
 class ChildSpec(_Strict):
