@@ -67,3 +67,19 @@ def select_rows(features: PredictorFeatures, rows: np.ndarray) -> PredictorFeatu
         table=features.table[rows],
         rows=features.input_rows()[rows],
     )
+
+
+def class_weights(target: Target, rows: np.ndarray) -> torch.Tensor:
+    """Per class, 1 / sqrt(its count among `rows`), scaled to mean 1: rare classes weigh more,
+    without drowning the common ones."""
+    counts = np.bincount(target.y[rows], minlength=len(target.classes)).astype(np.float64)
+    weights = 1.0 / np.sqrt(np.maximum(counts, 1))
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def standardized(target: Target, rows: np.ndarray) -> tuple[torch.Tensor, float, float]:
+    """A regression target of every row (unknown ones 0) standardised by the mean and std over
+    `rows`, and that mean and std."""
+    values = target.y[rows]
+    mean, std = float(values.mean()), float(values.std()) or 1.0
+    return torch.tensor((np.nan_to_num(target.y) - mean) / std, dtype=torch.float32), mean, std

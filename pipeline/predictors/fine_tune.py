@@ -27,7 +27,7 @@ from torch import nn
 from pipeline.errors import PipelineError
 from pipeline.model import SpaceModel, gather
 from pipeline.objective import complementary_split, losses_and_embedding
-from pipeline.predictors.candidates import inner_split
+from pipeline.predictors.candidates import class_weights, inner_split, standardized
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
 from pipeline.spec import TrainingSpec
@@ -223,18 +223,14 @@ class FineTuned:
         space.load_state_dict(self.space.state_dict())
         if target.task == "classification":
             n_classes = len(target.classes)
-            y = torch.from_numpy(target.y.astype(np.int64))
-            counts = np.bincount(target.y[fit_rows], minlength=n_classes).astype(np.float64)
-            weights = 1.0 / np.sqrt(np.maximum(counts, 1))
-            weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+            y = torch.from_numpy(target.y)
+            weights = class_weights(target, fit_rows)
             model = FineTunedModel(FineTunedNet(space, n_classes), target.task)
 
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return F.cross_entropy(out, t, weight=weights)
         else:
-            values = target.y[fit_rows]
-            mean, std = float(values.mean()), float(values.std()) or 1.0
-            y = torch.tensor((np.nan_to_num(target.y) - mean) / std, dtype=torch.float32)
+            y, mean, std = standardized(target, fit_rows)
             model = FineTunedModel(FineTunedNet(space, 1), target.task, mean, std)
 
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

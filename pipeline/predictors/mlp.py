@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.predictors.candidates import inner_split
+from pipeline.predictors.candidates import class_weights, inner_split, standardized
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
 
@@ -99,17 +99,13 @@ class EmbeddingMLP:
         if target.task == "classification":
             n_classes = len(target.classes)
             y = torch.from_numpy(target.y)
-            counts = np.bincount(target.y[fit_rows], minlength=n_classes).astype(np.float64)
-            weights = 1.0 / np.sqrt(np.maximum(counts, 1))
-            weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+            weights = class_weights(target, fit_rows)
             model = EmbeddingMLPModel(PredictorNet(x.shape[1], n_classes), target.task)
 
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return _focal(out, t, weights)
         else:
-            values = target.y[fit_rows]
-            mean, std = float(values.mean()), float(values.std()) or 1.0
-            y = torch.tensor((np.nan_to_num(target.y) - mean) / std, dtype=torch.float32)
+            y, mean, std = standardized(target, fit_rows)
             model = EmbeddingMLPModel(PredictorNet(x.shape[1], 1), target.task, mean, std)
 
             def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
