@@ -137,19 +137,26 @@ def legacy_step(model, batch, generator, choices):
     return total, dict(zip(training.LOSS_PARTS, values, strict=True))
 
 
-def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
-    """Rows/s of single training steps on the same model and batches, interleaved so machine
-    load hits every variant alike: the three-pass step against the one batched pass, at
-    dropout 0.1 and 0, on one thread and on all of torch's threads."""
+def points_inputs(spec) -> tuple:
+    """The `points` space's inputs, tokens and zero-configuration choices."""
     from pipeline.inputs import read_space_inputs
-    from pipeline.model import SpaceModel, gather, token_specs
+    from pipeline.model import token_specs
 
     warehouse = runner.warehouse_of(spec)
     with warehouse.connect() as con:
         profiles = runner.profile_space(con, spec, "points")
         inputs = read_space_inputs(warehouse, con, spec, "points", profiles=profiles)
     tokens = token_specs(inputs)
-    choices = training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)
+    return inputs, tokens, training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)
+
+
+def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
+    """Rows/s of single training steps on the same model and batches, interleaved so machine
+    load hits every variant alike: the three-pass step against the one batched pass, at
+    dropout 0.1 and 0, on one thread and on all of torch's threads."""
+    from pipeline.model import SpaceModel, gather
+
+    inputs, tokens, choices = points_inputs(spec)
     all_threads = torch.get_num_threads()
     steps = (("three passes", legacy_step), ("one batched pass", training.step_loss))
     variants = [
@@ -195,16 +202,10 @@ def step_parts(spec, repeats: int = 20) -> None:
     """Where one training step's time goes, on one thread: forward + backward of the column
     encoders, of the transformer (the full view and the two masked views) and of the
     decoders' losses, each alone on the same 256-row batch, beside the whole loss."""
-    from pipeline.inputs import read_space_inputs
-    from pipeline.model import SpaceModel, gather, token_specs
+    from pipeline.model import SpaceModel, gather
 
     torch.set_num_threads(1)
-    warehouse = runner.warehouse_of(spec)
-    with warehouse.connect() as con:
-        profiles = runner.profile_space(con, spec, "points")
-        inputs = read_space_inputs(warehouse, con, spec, "points", profiles=profiles)
-    tokens = token_specs(inputs)
-    choices = training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)
+    inputs, tokens, choices = points_inputs(spec)
     torch.manual_seed(0)
     model = SpaceModel(tokens, choices.d_model, choices.embedding_dim, dropout=0.0).train()
     generator = torch.Generator().manual_seed(0)
