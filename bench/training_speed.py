@@ -158,12 +158,12 @@ def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
 
     inputs, tokens, choices = points_inputs(spec)
     all_threads = torch.get_num_threads()
-    steps = (("three passes", legacy_step), ("one batched pass", training.step_loss))
+    kinds = (("three passes", legacy_step), ("one batched pass", training.step_loss))
     variants = [
         (step_name, step, dropout, threads)
         for threads in sorted({1, all_threads})
         for dropout in (0.1, 0.0)
-        for step_name, step in steps
+        for step_name, step in kinds
     ]
     models = {}
     for _, _, dropout, _ in variants:
