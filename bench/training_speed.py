@@ -116,7 +116,7 @@ def legacy_step(model, batch, generator, choices):
     """The step before issue 8: the full view and the two masked views as three passes."""
     present = torch.stack([part["present"] for part in batch], dim=1)
     in_a = torch.rand(present.shape, generator=generator) < 0.5
-    content, present = model.encode_tokens(batch)
+    content, present, _ = model.encode_tokens(batch)
     full = model.embed_tokens(content, present)
     view_a = model.embed_tokens(content, present, hidden=~in_a)
     view_b = model.embed_tokens(content, present, hidden=in_a)
@@ -213,7 +213,7 @@ def step_parts(spec, repeats: int = 20) -> None:
     batch = gather(inputs, rows)
     in_a = objective.complementary_split(len(rows), len(batch), generator)
     hidden = torch.stack([torch.zeros_like(in_a), ~in_a, in_a])
-    content, present = model.encode_tokens(batch)
+    content, present, _ = model.encode_tokens(batch)
     content = content.detach().requires_grad_()
     views = torch.cat([present[None], hidden[1:] & present])
     embedding = torch.randn(3, len(rows), choices.embedding_dim, requires_grad=True)

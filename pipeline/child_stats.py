@@ -9,6 +9,14 @@ ones (mean and max over the children of each child's grandchild count and sums).
 The plan (which columns, which labels, the reference time) is fitted once and saved with
 the space, like a codec: new rows get the same features. Features are addressed
 `<child>/<column>/<statistic>` and `<child>/<grandchild>/<column>/<statistic>`.
+
+References are read through (Featuretools' "lookup, then aggregate"): a child's referenced
+row's columns are summarised over the parent's children like the child's own
+(`orders/products/price/mean`), and each of the space's own references gives its referenced
+row's columns (`stores/size`, `stores/kind/is/mall`), the statistics of that row's own
+children (`stores/staff/count`, cut at the space's `as_of`), and how many rows of this
+space reference the same row (`stores/visits/count`; rows earlier in time only when the
+space has a `time_column`).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import numpy as np
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.profiling import ColumnProfile
-from pipeline.spec import Spec
+from pipeline.spec import SpaceSpec, Spec
 from pipeline.warehouse import fetch_arrow, literal, qualified, quote, table_columns
 
 TOP_LABELS = 5
@@ -46,9 +54,35 @@ class ColumnPlan:
     """For `time` without a parent `as_of`: recency is measured from this epoch second."""
 
 
+def _columns_from_state(state: list[dict]) -> tuple[ColumnPlan, ...]:
+    return tuple(ColumnPlan(**{**c, "labels": tuple(c["labels"])}) for c in state)
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    """A referenced table's columns, read through a reference (N:1) of `foreign_key`."""
+
+    space: str
+    table: str
+    key: tuple[str, ...]
+    foreign_key: tuple[str, ...]
+    columns: tuple[ColumnPlan, ...]
+
+    @classmethod
+    def from_state(cls, state: dict) -> LookupPlan:
+        return cls(
+            space=state["space"],
+            table=state["table"],
+            key=tuple(state["key"]),
+            foreign_key=tuple(state["foreign_key"]),
+            columns=_columns_from_state(state["columns"]),
+        )
+
+
 @dataclass(frozen=True)
 class LinkPlan:
-    """The statistics of one child link (and its own children, one level down)."""
+    """The statistics of one child link (and its own children, one level down, and the
+    tables it references)."""
 
     space: str
     table: str
@@ -57,6 +91,7 @@ class LinkPlan:
     time_column: str | None
     columns: tuple[ColumnPlan, ...]
     children: tuple[LinkPlan, ...] = field(default_factory=tuple)
+    lookups: tuple[LookupPlan, ...] = field(default_factory=tuple)
 
     def state(self) -> dict:
         return asdict(self)
@@ -69,10 +104,36 @@ class LinkPlan:
             key=tuple(state["key"]),
             foreign_key=tuple(state["foreign_key"]),
             time_column=state["time_column"],
-            columns=tuple(
-                ColumnPlan(**{**c, "labels": tuple(c["labels"])}) for c in state["columns"]
-            ),
+            columns=_columns_from_state(state["columns"]),
             children=tuple(cls.from_state(c) for c in state["children"]),
+            lookups=tuple(LookupPlan.from_state(s) for s in state.get("lookups", [])),
+        )
+
+
+@dataclass(frozen=True)
+class ReferencePlan:
+    """One reference of the space itself, read through: the referenced row's columns, its
+    own children's statistics, and how many rows of the space (`referrers`, its table
+    `referrer_table`) reference the same row."""
+
+    lookup: LookupPlan
+    children: tuple[LinkPlan, ...]
+    referrers: str
+    referrer_table: str
+    time_column: str | None
+    """The space's own time column: only earlier rows count as other referrers."""
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> ReferencePlan:
+        return cls(
+            lookup=LookupPlan.from_state(state["lookup"]),
+            children=tuple(LinkPlan.from_state(c) for c in state["children"]),
+            referrers=state["referrers"],
+            referrer_table=state["referrer_table"],
+            time_column=state["time_column"],
         )
 
 
@@ -88,6 +149,64 @@ def plan_statistics(
         _plan_link(con, spec, child.space, child.foreign_key_columns, profiles, depth=1)
         for child in space.children
     ]
+
+
+def plan_references(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    profiles: dict[str, list[ColumnProfile]],
+) -> list[ReferencePlan]:
+    """One plan per reference of space `name` (see `ReferencePlan`)."""
+    space = spec.spaces[name]
+    return [
+        ReferencePlan(
+            lookup=_plan_lookup(con, spec, ref.space, ref.foreign_key_columns, profiles),
+            children=tuple(
+                _plan_link(con, spec, c.space, c.foreign_key_columns, profiles, depth=2)
+                for c in spec.spaces[ref.space].children
+            ),
+            referrers=name,
+            referrer_table=space.table,
+            time_column=space.time_column,
+        )
+        for ref in space.references
+    ]
+
+
+def referenced_spaces(spec: Spec, name: str) -> set[str]:
+    """Every space whose profile the statistics of `name` are planned from."""
+    space = spec.spaces[name]
+    out = set()
+    for child in space.children:
+        out |= {child.space} | {r.space for r in spec.spaces[child.space].references}
+        out |= {g.space for g in spec.spaces[child.space].children}
+    for ref in space.references:
+        out |= {ref.space} | {c.space for c in spec.spaces[ref.space].children}
+    return out
+
+
+def _plan_lookup(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    foreign_key: list[str],
+    profiles: dict[str, list[ColumnProfile]],
+) -> LookupPlan:
+    space = spec.spaces[name]
+    columns = []
+    for profile in profiles.get(name, []):
+        if profile.is_input and profile.column not in space.key_columns:
+            plan = _plan_column(con, space.table, profile)
+            if plan is not None:
+                columns.append(plan)
+    return LookupPlan(
+        space=name,
+        table=space.table,
+        key=tuple(space.key_columns),
+        foreign_key=tuple(foreign_key),
+        columns=tuple(columns),
+    )
 
 
 def _plan_link(
@@ -114,11 +233,15 @@ def _plan_link(
         plan = _plan_column(con, space.table, profile)
         if plan is not None:
             columns.append(plan)
-    grandchildren = ()
+    grandchildren = lookups = ()
     if depth == 1:
         grandchildren = tuple(
             _plan_link(con, spec, g.space, g.foreign_key_columns, profiles, depth=2)
             for g in space.children
+        )
+        lookups = tuple(
+            _plan_lookup(con, spec, r.space, r.foreign_key_columns, profiles)
+            for r in space.references
         )
     return LinkPlan(
         space=name,
@@ -128,6 +251,7 @@ def _plan_link(
         time_column=space.time_column,
         columns=tuple(columns),
         children=grandchildren,
+        lookups=lookups,
     )
 
 
@@ -164,23 +288,37 @@ def _value_sql(plan: ColumnPlan, alias: str, present: bool = True) -> str:
     return f"({render(column_type(plan.type).read_sql, column=column)})"
 
 
-def feature_names(plans: list[LinkPlan]) -> list[str]:
+def feature_names(plans: list[LinkPlan], references: list[ReferencePlan] | tuple = ()) -> list[str]:
     """Every statistic's address, in the order of `child_statistics` columns."""
-    return [
-        name
-        for plan in plans
-        for link, prefix in [(plan, plan.space)]
-        + [(g, f"{plan.space}/{g.space}") for g in plan.children]
-        for name, _ in _direct(link, prefix, "null", set())
-    ] + [name for plan in plans for g in plan.children for name, _ in _stacked(plan, g, set())]
+    names = []
+    for plan in plans:
+        names += [name for name, _ in _direct(plan, plan.space, "null", set())]
+        for lookup in plan.lookups:
+            prefix = f"{plan.space}/{lookup.space}"
+            names += [name for name, _ in _direct(lookup, prefix, "null", set(), count=False)]
+        for g in plan.children:
+            names += [name for name, _ in _direct(g, f"{plan.space}/{g.space}", "null", set())]
+    names += [name for plan in plans for g in plan.children for name, _ in _stacked(plan, g, set())]
+    for reference in references:
+        space = reference.lookup.space
+        names += [name for name, _ in _lookup_values(reference.lookup, space, "null", set())]
+        for child in reference.children:
+            names += [name for name, _ in _direct(child, f"{space}/{child.space}", "null", set())]
+        names.append(f"{space}/{reference.referrers}/count")
+    return names
 
 
 def _direct(
-    plan: LinkPlan, prefix: str, now: str, missing: set[str], alias: str = "c"
+    plan: LinkPlan | LookupPlan,
+    prefix: str,
+    now: str,
+    missing: set[str],
+    alias: str = "c",
+    count: bool = True,
 ) -> list[tuple[str, str]]:
     """(name, aggregate SQL) over the rows of `plan`'s table aliased `alias`, grouped by
     parent; `now` is the SQL of the time recency is measured from (NULL: the plan's own)."""
-    out = [(f"{prefix}/count", "count(*)")]
+    out = [(f"{prefix}/count", "count(*)")] if count else []
     for column in plan.columns:
         value = _value_sql(column, alias, present=column.column not in missing)
         base = f"{prefix}/{column.column}"
@@ -211,6 +349,32 @@ def _direct(
     return out
 
 
+def _lookup_values(
+    plan: LookupPlan, prefix: str, now: str, missing: set[str], alias: str = "s"
+) -> list[tuple[str, str]]:
+    """(name, SQL) of one referenced row's columns, as aggregates over the single row a
+    reference finds: numbers as they are, times as days before `now`, labels one-hot."""
+    out = []
+    for column in plan.columns:
+        value = _value_sql(column, alias, present=column.column not in missing)
+        base = f"{prefix}/{column.column}"
+        if column.kind == "number":
+            out.append((base, f"max({value})"))
+        elif column.kind == "time":
+            reference = f"coalesce({now}, {column.reference_time!r})"
+            days = f"({reference} - max({value})) / {SECONDS_PER_DAY}"
+            out.append((f"{base}/recency_days", days))
+        else:
+            out += [
+                (
+                    f"{base}/is/{label}",
+                    f"max(case when {value} = {literal(label)} then 1.0 else 0.0 end)",
+                )
+                for label in column.labels
+            ]
+    return out
+
+
 def _stacked(plan: LinkPlan, grandchild: LinkPlan, missing: set[str]) -> list[tuple[str, str]]:
     """(name, SQL over the per-child table `pc`): mean and max over a parent's children of
     each child's grandchild count and sums."""
@@ -232,9 +396,11 @@ def child_statistics(
     parent: str,
     rows_table: str,
     plans: list[LinkPlan],
+    references: list[ReferencePlan] | tuple = (),
 ) -> np.ndarray:
     """[n_rows, n_features] float64 (NaN where a statistic is undefined, e.g. the mean of no
-    children) for the rows of `rows_table` (`__row`, the parent key, `as_of` if set)."""
+    children) for the rows of `rows_table` (`__row`, the parent key, its foreign keys and
+    `as_of` if set), in `feature_names` order."""
     space = spec.spaces[parent]
     n_rows = con.execute(f"select count(*) from {rows_table}").fetchone()[0]
     now = f"max(epoch(r.{quote(space.as_of)}))" if space.as_of else "max(null)"
@@ -247,6 +413,15 @@ def child_statistics(
         )
         direct = _direct(plan, plan.space, now, _missing(con, plan))
         blocks.append(_grouped(con, n_rows, [sql for _, sql in direct], f"from {children}"))
+        for lookup in plan.lookups:
+            aggregates = _direct(lookup, "", now, _missing(con, lookup), alias="s", count=False)
+            if aggregates:
+                source = (
+                    f"from {children} join {qualified(lookup.table)} s "
+                    f"on {_on(lookup.foreign_key, lookup.key, 'c', 's')}"
+                )
+                block = _grouped(con, n_rows, [sql for _, sql in aggregates], source, count=False)
+                blocks.append(block)
         for grandchild in plan.children:
             on_child = _on(grandchild.foreign_key, plan.key, "g", "c")
             prefix = f"{plan.space}/{grandchild.space}"
@@ -258,9 +433,79 @@ def child_statistics(
             blocks.append(_grouped(con, n_rows, [sql for _, sql in aggregates], source))
             stacked.append(_stacked_block(con, space.as_of, children, n_rows, plan, grandchild))
     blocks += stacked
+    for reference in references:
+        blocks += _reference_blocks(con, space, rows_table, n_rows, now, reference)
     if not blocks:
         return np.zeros((n_rows, 0))
     return np.concatenate(blocks, axis=1)
+
+
+def _reference_blocks(
+    con: duckdb.DuckDBPyConnection,
+    space: SpaceSpec,
+    rows_table: str,
+    n_rows: int,
+    now: str,
+    reference: ReferencePlan,
+) -> list[np.ndarray]:
+    """The columns of a reference read through (see `ReferencePlan`), per row of
+    `rows_table`."""
+    lookup = reference.lookup
+    joined = _on(lookup.foreign_key, lookup.key, "r", "s")
+    blocks = []
+    values = _lookup_values(lookup, "", now, _missing(con, lookup))
+    if values:
+        source = f"from {rows_table} r join {qualified(lookup.table)} s on {joined}"
+        blocks.append(_grouped(con, n_rows, [sql for _, sql in values], source, count=False))
+    for child in reference.children:
+        # the referenced row's children, through its key (= this row's foreign key); cut
+        # at each row's as_of when they are dated, else summarised once per referenced row
+        if space.as_of and child.time_column:
+            aggregates = [sql for _, sql in _direct(child, "", now, _missing(con, child), "g")]
+            on = _on(child.foreign_key, lookup.foreign_key, "g", "r")
+            cut = _as_of(space.as_of, child, "g", "and")
+            source = f"from {rows_table} r join {qualified(child.table)} g on {on}{cut}"
+            blocks.append(_grouped(con, n_rows, aggregates, source))
+            continue
+        aggregates = [sql for _, sql in _direct(child, "", "null", _missing(con, child), "g")]
+        keys = ", ".join(f"g.{quote(f)} as __k{i}" for i, f in enumerate(child.foreign_key))
+        select = ", ".join(f"cast({sql} as double) as f{i}" for i, sql in enumerate(aggregates))
+        per_row = (
+            f"with per_key as (select {keys}, {select} from {qualified(child.table)} g "
+            f"group by all) select r.__row, "
+            + ", ".join(f"p.f{i}" for i in range(len(aggregates)))
+            + f" from {rows_table} r join per_key p on "
+            + " and ".join(f"p.__k{i} = r.{quote(f)}" for i, f in enumerate(lookup.foreign_key))
+        )
+        block = _placed(fetch_arrow(con, per_row), n_rows)
+        block[:, 0] = np.nan_to_num(block[:, 0])
+        blocks.append(block)
+    blocks.append(_referrers(con, space, rows_table, n_rows, reference))
+    return blocks
+
+
+def _referrers(
+    con: duckdb.DuckDBPyConnection,
+    space: SpaceSpec,
+    rows_table: str,
+    n_rows: int,
+    reference: ReferencePlan,
+) -> np.ndarray:
+    """[n_rows, 1]: other rows of `rows_table` referencing the same row (earlier ones only
+    when the space has a time column); NaN without a reference."""
+    foreign_key = [f"r.{quote(f)}" for f in reference.lookup.foreign_key]
+    partition = ", ".join(foreign_key)
+    null = " or ".join(f"{f} is null" for f in foreign_key)
+    if reference.time_column:
+        on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+        order = f"t.{quote(reference.time_column)}"
+        count = f"rank() over (partition by {partition} order by {order}) - 1"
+        source = f"from {rows_table} r join {qualified(reference.referrer_table)} t on {on}"
+    else:
+        count = f"count(*) over (partition by {partition}) - 1"
+        source = f"from {rows_table} r"
+    sql = f"select r.__row, case when {null} then null else {count} end as f0 {source}"
+    return _placed(fetch_arrow(con, sql), n_rows)
 
 
 def _on(foreign_key: tuple[str, ...], key: list | tuple, child: str, parent: str) -> str:
@@ -284,13 +529,18 @@ def _as_of(as_of: str | None, plan: LinkPlan, alias: str, joiner: str) -> str:
 
 
 def _grouped(
-    con: duckdb.DuckDBPyConnection, n_rows: int, aggregates: list[str], source: str
+    con: duckdb.DuckDBPyConnection,
+    n_rows: int,
+    aggregates: list[str],
+    source: str,
+    count: bool = True,
 ) -> np.ndarray:
-    """Aggregates grouped by the parent row, placed in an [n_rows, k] matrix (count 0 for
-    parents without rows, NaN for the other statistics)."""
+    """Aggregates grouped by the parent row, placed in an [n_rows, k] matrix (NaN for parents
+    without rows; with `count`, the first aggregate is a count: 0 for them)."""
     select = ", ".join(f"cast({sql} as double) as f{i}" for i, sql in enumerate(aggregates))
     out = _placed(fetch_arrow(con, f"select r.__row, {select} {source} group by r.__row"), n_rows)
-    out[:, 0] = np.nan_to_num(out[:, 0])
+    if count:
+        out[:, 0] = np.nan_to_num(out[:, 0])
     return out
 
 
@@ -344,9 +594,13 @@ class ChildStatistics:
     names: list[str]
     mean: np.ndarray
     std: np.ndarray
+    references: list[ReferencePlan] = field(default_factory=list)
+    """The space's own references, read through."""
 
     @classmethod
-    def fit(cls, plans: list[LinkPlan], values: np.ndarray) -> ChildStatistics:
+    def fit(
+        cls, plans: list[LinkPlan], values: np.ndarray, references: list[ReferencePlan] = ()
+    ) -> ChildStatistics:
         logged = _signed_log(values)
         logged = np.where(np.isfinite(logged), logged, np.nan)
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
@@ -354,7 +608,7 @@ class ChildStatistics:
             mean = np.nan_to_num(np.nanmean(logged, axis=0))
             std = np.nan_to_num(np.nanstd(logged, axis=0))
         std = np.where(std > 1e-9, std, 1.0)
-        return cls(plans, feature_names(plans), mean, std)
+        return cls(plans, feature_names(plans, references), mean, std, list(references))
 
     def transform(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """`features` [n, F] (normalised, 0 where undefined) and `defined` [n, F]."""
@@ -368,6 +622,7 @@ class ChildStatistics:
     def state(self) -> dict:
         return {
             "plans": [p.state() for p in self.plans],
+            "references": [r.state() for r in self.references],
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
         }
@@ -375,7 +630,19 @@ class ChildStatistics:
     @classmethod
     def from_state(cls, state: dict) -> ChildStatistics:
         plans = [LinkPlan.from_state(p) for p in state["plans"]]
-        return cls(plans, feature_names(plans), np.array(state["mean"]), np.array(state["std"]))
+        references = [ReferencePlan.from_state(r) for r in state.get("references", [])]
+        return cls(
+            plans,
+            feature_names(plans, references),
+            np.array(state["mean"]),
+            np.array(state["std"]),
+            references,
+        )
+
+    def groups(self) -> list[str]:
+        """The first part of the addresses: each child link's and each reference's space."""
+        spaces = [p.space for p in self.plans] + [r.lookup.space for r in self.references]
+        return list(dict.fromkeys(spaces))
 
 
 def _signed_log(values: np.ndarray) -> np.ndarray:

@@ -13,7 +13,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.child_stats import ChildStatistics, child_statistics, plan_statistics
+from pipeline.child_stats import (
+    ChildStatistics,
+    child_statistics,
+    plan_references,
+    plan_statistics,
+    referenced_spaces,
+)
 from pipeline.encoders import column_type, fit_codec
 from pipeline.encoders.base import Codec, render
 from pipeline.hierarchy import ChildSet, Reference, read_children, read_references
@@ -70,14 +76,12 @@ class SpaceInputs:
         return self.keys.num_rows
 
     def statistics_groups(self) -> list[tuple[str, np.ndarray]]:
-        """(child space, indices of its statistics) per child link with statistics."""
+        """(child or referenced space, indices of its statistics) per space that has any."""
         if self.statistics is None:
             return []
-        names = self.statistics.names
-        return [
-            (plan.space, np.flatnonzero([n.split("/", 1)[0] == plan.space for n in names]))
-            for plan in self.statistics.plans
-        ]
+        first = [n.split("/", 1)[0] for n in self.statistics.names]
+        groups = [(g, np.flatnonzero([f == g for f in first])) for g in self.statistics.groups()]
+        return [(g, indices) for g, indices in groups if len(indices)]
 
 
 def _select_expression(column: str, type_name: str) -> str:
@@ -164,19 +168,18 @@ def read_space_inputs(
     children = read_children(warehouse, con, spec, name, ROWS_TABLE, child_embeddings)
     references = read_references(warehouse, con, spec, name, ROWS_TABLE)
     inputs = SpaceInputs(name, keys, columns, children, references, missing_columns=missing)
-    if codecs is None and space.children:
-        below = {c.space for c in space.children}
-        below |= {g.space for c in space.children for g in spec.spaces[c.space].children}
-        plans = plan_statistics(
-            con,
-            spec,
-            name,
-            {s: stored_profiles(con, spec, s) for s in sorted(below)},
-        )
-        values = child_statistics(con, spec, name, ROWS_TABLE, plans)
-        statistics = ChildStatistics.fit(plans, values)
+    if codecs is None and (space.children or space.references):
+        profiles_of = {
+            s: stored_profiles(con, spec, s) for s in sorted(referenced_spaces(spec, name))
+        }
+        plans = plan_statistics(con, spec, name, profiles_of)
+        references = plan_references(con, spec, name, profiles_of)
+        values = child_statistics(con, spec, name, ROWS_TABLE, plans, references)
+        statistics = ChildStatistics.fit(plans, values, references)
     elif statistics is not None:
-        values = child_statistics(con, spec, name, ROWS_TABLE, statistics.plans)
+        values = child_statistics(
+            con, spec, name, ROWS_TABLE, statistics.plans, statistics.references
+        )
     if statistics is not None:
         inputs.statistics, inputs.statistics_values = statistics, values
         inputs.statistics_arrays = {

@@ -15,6 +15,7 @@ from torch import nn
 from pipeline.encoders import build_encoder
 from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
 from pipeline.inputs import SpaceInputs
+from pipeline.principal import LEARNED_WEIGHT, PRINCIPAL_WEIGHT, PrincipalAxes, token_features
 from pipeline.text_embeddings import TEXT_DIM
 
 VALUED, NULL, MASKED = 0, 1, 2
@@ -153,7 +154,12 @@ class SpaceModel(nn.Module):
         n_layers: int = 2,
         n_heads: int = 4,
         dropout: float = 0.1,
+        principal_axes: int = 0,
+        flat_dims: list[int] | None = None,
     ) -> None:
+        """`principal_axes` > 0: the embedding's first `principal_axes + 1` coordinates are
+        its principal part (see `pipeline.principal`; `set_principal` fills them in), the
+        rest the transformer's; `flat_dims`: flat inputs per token."""
         super().__init__()
         self.tokens = tokens
         self.config = dict(
@@ -162,7 +168,21 @@ class SpaceModel(nn.Module):
             n_layers=n_layers,
             n_heads=n_heads,
             dropout=dropout,
+            principal_axes=principal_axes,
+            flat_dims=list(flat_dims or []),
         )
+        self.principal_axes = principal_axes
+        learned_dim = embedding_dim - (principal_axes + 1 if principal_axes else 0)
+        if principal_axes:
+            dims = list(flat_dims or [])
+            n_flat = sum(dims)
+            self.register_buffer("flat_mean", torch.zeros(n_flat))
+            self.register_buffer("flat_std", torch.ones(n_flat))
+            self.register_buffer("axes", torch.zeros(n_flat, principal_axes))
+            self.register_buffer("axes_scale", torch.ones(1))
+            self.register_buffer(
+                "flat_token", torch.repeat_interleave(torch.arange(len(dims)), torch.tensor(dims))
+            )
         self.encoders = nn.ModuleList(self._encoder(t, d_model, n_heads) for t in tokens)
         self.identity = nn.Parameter(torch.randn(len(tokens), d_model) * 0.02)
         self.state = nn.Embedding(3, d_model)
@@ -181,7 +201,7 @@ class SpaceModel(nn.Module):
             nn.LayerNorm(d_model),
             nn.Linear(d_model, d_model),
             nn.GELU(),
-            nn.Linear(d_model, embedding_dim),
+            nn.Linear(d_model, learned_dim),
         )
         self.decoders = nn.ModuleList(
             nn.Sequential(
@@ -203,23 +223,68 @@ class SpaceModel(nn.Module):
         sizes = token.sizes or {"n_features": token.n_features, "n_classes": token.n_classes}
         return build_encoder(token.type, sizes, d_model)
 
+    def set_principal(self, fitted: PrincipalAxes) -> None:
+        """Fill in the fitted standardisation and axes (`pipeline.principal.fit_axes`)."""
+        self.flat_mean.copy_(torch.from_numpy(fitted.mean))
+        self.flat_std.copy_(torch.from_numpy(fitted.std))
+        self.axes.copy_(torch.from_numpy(fitted.axes))
+        self.axes_scale.fill_(fitted.scale)
+
+    def flat_inputs(self, batch: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Every token's flat inputs side by side [B, F] (`pipeline.principal`)."""
+        return torch.cat(
+            [
+                token_features(t.kind, t.type, t.n_classes, part)
+                for t, part in zip(self.tokens, batch, strict=True)
+            ],
+            1,
+        )
+
     def encode_tokens(
         self, batch: list[dict[str, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token contents [B, T, d] and presence [B, T]."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Token contents [B, T, d], presence [B, T] and flat inputs [B, F] (None without a
+        principal part)."""
         content = torch.stack(
             [enc(part) for enc, part in zip(self.encoders, batch, strict=True)], 1
         )
         present = torch.stack([part["present"] for part in batch], dim=1)
-        return content, present
+        flat = self.flat_inputs(batch) if self.principal_axes else None
+        return content, present, flat
+
+    def principal(self, flat: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """The principal part [B, principal_axes + 1], L2-normalised: the constant
+        coordinate, then the standardized flat inputs on the axes (a hidden token's inputs
+        read as the average row's)."""
+        z = (flat - self.flat_mean) / self.flat_std
+        if hidden is not None:
+            z = z * (~hidden)[:, self.flat_token]
+        coordinates = z @ self.axes
+        constant = self.axes_scale.expand(len(z), 1)
+        return F.normalize(torch.cat([constant, coordinates], 1), dim=-1)
 
     def embed_tokens(
-        self, content: torch.Tensor, present: torch.Tensor, hidden: torch.Tensor | None = None
+        self,
+        content: torch.Tensor,
+        present: torch.Tensor,
+        hidden: torch.Tensor | None = None,
+        flat: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Row embeddings [B, embedding_dim] (L2-normalised). `hidden` tokens are left out of
         the sequence: the row's other tokens are moved to the front and the transformer runs
         over as many positions as the row with the most of them keeps (a masked half of a row
-        costs half a row)."""
+        costs half a row). With a principal part, `flat` [B, F] is needed."""
+        learned = self._learned(content, present, hidden)
+        if not self.principal_axes:
+            return learned
+        assert flat is not None, "a space with a principal part needs its flat inputs"
+        return torch.cat(
+            [PRINCIPAL_WEIGHT * self.principal(flat, hidden), LEARNED_WEIGHT * learned], 1
+        )
+
+    def _learned(
+        self, content: torch.Tensor, present: torch.Tensor, hidden: torch.Tensor | None
+    ) -> torch.Tensor:
         state = torch.where(present, VALUED, NULL)
         tokens = content * present.unsqueeze(-1) + self.state(state) + self.identity[None]
         padding = None
@@ -240,8 +305,8 @@ class SpaceModel(nn.Module):
     def forward(
         self, batch: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None = None
     ) -> torch.Tensor:
-        content, present = self.encode_tokens(batch)
-        return self.embed_tokens(content, present, hidden)
+        content, present, flat = self.encode_tokens(batch)
+        return self.embed_tokens(content, present, hidden, flat)
 
     def description(self) -> dict:
         return {"config": self.config, "tokens": [asdict(t) for t in self.tokens]}

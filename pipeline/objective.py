@@ -95,12 +95,15 @@ def losses_and_embedding(
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """`losses`, and the full view's embeddings [B, embedding_dim] it computed (a predictor
     fine-tuning the space trains on them, with this loss as an auxiliary term)."""
-    content, present = model.encode_tokens(batch)
+    content, present, flat = model.encode_tokens(batch)
     hidden = torch.stack([torch.zeros_like(in_a), ~in_a, in_a])
     n_rows = len(present)
-    full = model.embed_tokens(content, present)
+    full = model.embed_tokens(content, present, flat=flat)
     masked = model.embed_tokens(
-        content.repeat(2, 1, 1), present.repeat(2, 1), hidden=hidden[1:].flatten(0, 1)
+        content.repeat(2, 1, 1),
+        present.repeat(2, 1),
+        hidden=hidden[1:].flatten(0, 1),
+        flat=None if flat is None else flat.repeat(2, 1),
     ).reshape(2, n_rows, -1)
     embedding = torch.cat([full[None], masked])
     view_a, view_b = masked.unbind(0)

@@ -158,12 +158,12 @@ class Space:
         out = []
         for start in range(0, len(selected), EMBED_BATCH):
             batch_rows = selected[start : start + EMBED_BATCH]
-            content, present = self.model.encode_tokens(gather(inputs, batch_rows))
+            content, present, flat = self.model.encode_tokens(gather(inputs, batch_rows))
             hidden = None
             if hidden_token is not None:
                 hidden = torch.zeros_like(present)
                 hidden[:, hidden_token] = True
-            out.append(self.model.embed_tokens(content, present, hidden).numpy())
+            out.append(self.model.embed_tokens(content, present, hidden, flat).numpy())
         dim = self.model.config["embedding_dim"]
         return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 

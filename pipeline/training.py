@@ -23,6 +23,7 @@ from tqdm import tqdm
 from pipeline.inputs import SpaceInputs
 from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.objective import LOSS_PARTS, complementary_split, losses, step_loss, token_losses
+from pipeline.principal import FIT_ROWS, PrincipalAxes, fit_axes, token_features
 from pipeline.spec import TrainingSpec
 from pipeline.training_plan import (
     LOG_EVERY,
@@ -125,8 +126,9 @@ def train_space(
     choices = choose_hyperparameters(inputs.n_rows, tokens, overrides, seed)
     result = TrainingResult(choices=choices, started_at=time.time())
     with torch_threads(choices.threads):
+        principal = fit_principal(inputs, choices.embedding_dim, seed)
         for attempt in range(2):
-            model = _fit(inputs, choices, result, progress)
+            model = _fit(inputs, choices, result, progress, principal)
             failures = _diagnose(model, inputs, result)
             if not failures:
                 break
@@ -155,8 +157,34 @@ def train_space(
     return model, result
 
 
+def fit_principal(inputs: SpaceInputs, embedding_dim: int, seed: int) -> PrincipalAxes | None:
+    """The principal axes of the space's flat inputs (`pipeline.principal`), fitted on a
+    seeded sample of at most FIT_ROWS rows, every child of a row read."""
+    tokens = token_specs(inputs)
+    n = inputs.n_rows
+    rows = np.arange(n)
+    if n > FIT_ROWS:
+        rows = np.sort(np.random.default_rng(seed + 5).permutation(n)[:FIT_ROWS])
+    blocks, dims = [], []
+    for start in range(0, len(rows), 1024):
+        batch = gather(inputs, torch.as_tensor(rows[start : start + 1024]))
+        parts = [
+            token_features(t.kind, t.type, t.n_classes, part)
+            for t, part in zip(tokens, batch, strict=True)
+        ]
+        dims = [p.shape[1] for p in parts]
+        blocks.append(torch.cat(parts, 1).numpy())
+    if not blocks:
+        return None
+    return fit_axes(np.concatenate(blocks), dims, embedding_dim)
+
+
 def _fit(
-    inputs: SpaceInputs, choices: TrainingChoices, result: TrainingResult, progress: bool
+    inputs: SpaceInputs,
+    choices: TrainingChoices,
+    result: TrainingResult,
+    progress: bool,
+    principal: PrincipalAxes | None = None,
 ) -> SpaceModel:
     torch.manual_seed(choices.seed)
     generator = torch.Generator().manual_seed(choices.seed)
@@ -167,7 +195,11 @@ def _fit(
         choices.n_layers,
         choices.n_heads,
         choices.dropout,
+        principal_axes=principal.n_axes if principal else 0,
+        flat_dims=principal.dims if principal else None,
     )
+    if principal is not None:
+        model.set_principal(principal)
     parameters = list(model.parameters())
     optimizer = torch.optim.AdamW(
         parameters, lr=choices.learning_rate, weight_decay=choices.weight_decay, foreach=True
@@ -286,9 +318,9 @@ def mutual_information(
     for start in range(0, min(n, 8 * size) - size + 1, size):
         rows = torch.arange(start, start + size)
         batch = gather(inputs, rows)
-        content, present = model.encode_tokens(batch)
+        content, present, flat = model.encode_tokens(batch)
         hidden = torch.rand(present.shape, generator=generator) < 0.5
-        view = model.embed_tokens(content, present, hidden=hidden)
+        view = model.embed_tokens(content, present, hidden=hidden, flat=flat)
         for t, (loss, _) in token_losses(
             model, batch, view[None], (hidden & present)[None], choices.temperature
         ).items():

@@ -140,12 +140,12 @@ class FineTunedNet(nn.Module):
         self.head = nn.Linear(space.config["embedding_dim"], output_dim)
 
     def forward(self, batch: list[dict], hidden_token: int | None = None) -> torch.Tensor:
-        content, present = self.space.encode_tokens(batch)
+        content, present, flat = self.space.encode_tokens(batch)
         hidden = None
         if hidden_token is not None:
             hidden = torch.zeros_like(present)
             hidden[:, hidden_token] = True
-        return self.head(self.space.embed_tokens(content, present, hidden))
+        return self.head(self.space.embed_tokens(content, present, hidden, flat))
 
 
 @dataclass

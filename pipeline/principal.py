@@ -1,0 +1,110 @@
+"""The principal part of a row's embedding: where the row sits on the principal axes of its
+own standardized inputs, fitted once without any target and saved with the space.
+
+A space's embedding is [principal part | learned part], each L2-normalised and weighted so
+that the whole has unit length. The principal part is a PCA of a flat view of every token
+(numbers rank-gaussianised, timestamps, the top labels one-hot, the child statistics, the
+mean child embedding and the child count, a referenced row's embedding, and each token's
+presence), with one constant coordinate beside the axes so that normalising keeps how far
+a row lies from the average row. The learned part is the transformer's, trained
+self-supervised on the whole embedding, so it learns what the axes miss (text, how children
+relate, interactions). A token hidden from a masked view is hidden here too: its inputs
+read as the average row's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MAX_ONE_HOT = 12
+"""Labels of a category column that get a coordinate of their own (the most frequent)."""
+FIT_ROWS = 20_000
+"""Rows (a seeded sample) the axes are fitted on."""
+MIN_LEARNED_DIMS = 16
+"""Coordinates left to the learned part, whatever the width of the inputs."""
+PRINCIPAL_SHARE = 0.75
+"""Share of the embedding's squared length (and of cosine similarity) the principal part
+carries; the learned part carries the rest."""
+PRINCIPAL_WEIGHT = math.sqrt(PRINCIPAL_SHARE)
+LEARNED_WEIGHT = math.sqrt(1.0 - PRINCIPAL_SHARE)
+
+
+def token_features(kind: str, type_name: str, n_classes: int, part: dict) -> torch.Tensor:
+    """One token's flat inputs [B, f] (f fixed per token), before standardisation."""
+    present = part["present"].to(torch.float32)[:, None]
+    if kind == "statistics":
+        return part["features"].to(torch.float32)
+    if kind == "reference":
+        return torch.cat([part["vector"].to(torch.float32), present], 1)
+    if kind == "children":
+        count = torch.log1p(part["count"].to(torch.float32))[:, None]
+        return torch.cat([part["target_vector"].to(torch.float32), count, present], 1)
+    out = [present]
+    if "features" in part:
+        features = part["features"].to(torch.float32)
+        if type_name == "scalar":  # [z, robust, log, rank]: the rank, made Gaussian
+            rank = features[:, 3:4].clamp(1e-3, 1 - 1e-3)
+            out.append(math.sqrt(2.0) * torch.erfinv(2 * rank - 1) * present)
+        elif type_name == "timestamp":  # [z of the time, cyclical parts]: the time
+            out.append(features[:, :1])
+        else:
+            out.append(features)
+    elif "vector" in part:
+        out.append(part["vector"].to(torch.float32))
+    elif n_classes and "target" in part:
+        width = min(n_classes, MAX_ONE_HOT)
+        index = part["target"].long()
+        one_hot = torch.zeros(len(index), width)
+        kept = index < width
+        one_hot[kept, index[kept]] = 1.0
+        out.append(one_hot * present)
+    return torch.cat(out, 1)
+
+
+@dataclass
+class PrincipalAxes:
+    """Standardisation and principal axes of a space's flat inputs.
+
+    Shape: mean, std [F]; axes [F, k]; token_of [F] (the token each input belongs to)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    axes: np.ndarray
+    scale: float
+    """The root mean square length of the rows' coordinates on the axes: the constant
+    coordinate, so a row at the typical distance from the average lies at 45 degrees."""
+    dims: list[int]
+    """Flat inputs per token, in token order."""
+
+    @property
+    def n_axes(self) -> int:
+        return self.axes.shape[1]
+
+
+def fit_axes(flat: np.ndarray, dims: list[int], embedding_dim: int) -> PrincipalAxes | None:
+    """PCA of standardized `flat` [n, F]; None when there is nothing to fit (no variance, too
+    few rows, or no room beside the learned part)."""
+    x = np.asarray(flat, np.float64)
+    n = len(x)
+    room = embedding_dim - MIN_LEARNED_DIMS - 1
+    if n < 3 or x.shape[1] == 0 or room < 1:
+        return None
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    z = (x - mean) / std
+    _, singular, vt = np.linalg.svd(z, full_matrices=False)
+    kept = int((singular > 1e-6 * max(singular[0], 1e-12)).sum())
+    k = min(room, kept, n - 1)
+    if k < 1:
+        return None
+    axes = vt[:k].T
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(k)])  # a fixed orientation
+    axes = axes * np.where(signs == 0, 1.0, signs)
+    coordinates = z @ axes
+    scale = float(np.sqrt((coordinates**2).sum(axis=1).mean())) or 1.0
+    return PrincipalAxes(mean, std, axes, scale, list(dims))
