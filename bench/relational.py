@@ -17,6 +17,18 @@ Wall seconds include reading the warehouse (and computing the aggregates). Light
 parameters, the number of trees by early stopping on a seeded 20% of the TRAINING keys, then
 refitted on all training keys; num_threads=2, seed 0.
 
+Probes (not counted in any wall time) ask how much of the target a row vector holds, the same
+way for two vectors: the project's stored root embedding (`ml.<parent>_embeddings`, read after
+the run) and a 64-d PCA of the sql_aggregates features (rank-gaussianised, missing indicators,
+top-10 one-hot, standardized; fitted on all rows, no target). Each gets (1) kNN: the mean label
+of the 25 nearest training rows by cosine similarity, and (2) LightGBM on the coordinates, with
+the protocol above. Training rows are the labelled rows outside the test keys, as for the
+baselines; the test labels are used for scoring only.
+
+The project's result also carries `limit_s` = max(3 x sql_aggregates wall_s, 120) with
+`within_limit`, and the throughput of its predict step (rows / seconds of `runner.predict`,
+timed around the call in the child process).
+
 Usage:
   .venv/bin/python bench/relational.py                      # every task, (a), (b) and (c)
   .venv/bin/python bench/relational.py --skip-project       # baselines only (seconds)
@@ -35,6 +47,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -46,7 +59,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score, roc_auc_score  # noqa: E402
+from sklearn.preprocessing import QuantileTransformer, StandardScaler  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -76,6 +91,12 @@ LGB_PARAMS = {
 }
 MAX_ROUNDS = 2000
 EARLY_STOPPING = 50
+KNN_NEIGHBOURS = 25
+PCA_COMPONENTS = 64
+ONE_HOT_TOP = 10
+"""The most frequent values of a text column one-hot encoded for the PCA probe."""
+PROJECT_LIMIT_FACTOR = 3
+PROJECT_LIMIT_FLOOR_S = 120
 
 NUMERIC_TYPES = (
     "TINYINT",
@@ -353,8 +374,50 @@ def _keys(frame: pd.DataFrame, key: list[str]) -> list[tuple]:
     return list(frame[key].itertuples(index=False, name=None))
 
 
+@dataclass
+class TrainingRows:
+    """Which rows of a frame of parent rows a model learns from, and where the test keys sit.
+    Training rows are the labelled rows outside the test keys: a test row's label is never
+    read, even where the frame holds it."""
+
+    train: np.ndarray
+    """bool per row"""
+    y_train: np.ndarray
+    """the training rows' labels: class index (classification) or float (regression)"""
+    test: list[int]
+    """the row of each test key, in the order of `task.test_keys`"""
+    classes: list
+    """the training labels' classes, sorted; [] for regression"""
+
+    @property
+    def n_classes(self) -> int:
+        return max(2, len(self.classes))
+
+
+def training_rows(task: RelationalTask, keys: list[tuple], labels: np.ndarray) -> TrainingRows:
+    """`keys` and `labels`: one per row of the frame, in its order."""
+    test = {relational_data._as_tuple(k) for k in task.test_keys}
+    is_test = np.array([k in test for k in keys], dtype=bool)
+    train = np.array([not _missing(v) for v in labels], dtype=bool) & ~is_test
+    if task.task == "regression":
+        classes: list = []
+        y_train = labels[train].astype(float)
+    else:
+        classes = classes_of(labels[train])
+        index = {c: i for i, c in enumerate(classes)}
+        y_train = np.array([index[v] for v in labels[train]])
+    position = {k: i for i, k in enumerate(keys)}
+    absent = [k for k in task.test_keys if relational_data._as_tuple(k) not in position]
+    if absent:
+        raise ValueError(f"{len(absent)} test key(s) have no row, e.g. {absent[0]!r}")
+    order = [position[relational_data._as_tuple(k)] for k in task.test_keys]
+    return TrainingRows(train=train, y_train=y_train, test=order, classes=classes)
+
+
 def baseline(task: RelationalTask, warehouse: Path, aggregates: bool) -> dict:
-    """(a) parent_only or (b) sql_aggregates: read, (aggregate), fit, predict; timed."""
+    """(a) parent_only or (b) sql_aggregates: read, (aggregate), fit, predict; timed. With
+    `aggregates`, also the probes of a PCA of the same features (`pca_probes`, not timed in
+    `wall_s`)."""
     started = time.perf_counter()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -365,33 +428,147 @@ def baseline(task: RelationalTask, warehouse: Path, aggregates: bool) -> dict:
         con.close()
     read_s = time.perf_counter() - started
     key = task.key_columns
-    keys = _keys(frame, key)
-    test = {relational_data._as_tuple(k) for k in task.test_keys}
-    is_test = np.array([k in test for k in keys])
-    labels = frame[task.target].to_numpy(dtype=object)
-    labelled = np.array([not _missing(v) for v in labels]) & ~is_test
+    rows = training_rows(task, _keys(frame, key), frame[task.target].to_numpy(dtype=object))
     x = prepare(frame.drop(columns=[*key, task.target]))
-    classes = classes_of(labels[labelled]) if task.task != "regression" else []
-    if task.task == "regression":
-        y_train = labels[labelled].astype(float)
-    else:
-        index = {c: i for i, c in enumerate(classes)}
-        y_train = np.array([index[v] for v in labels[labelled]])
-    test_rows = {k: i for i, k in enumerate(keys)}
-    order = [test_rows[relational_data._as_tuple(k)] for k in task.test_keys]
     output, rounds = fit_predict(
-        x[labelled], y_train, x.iloc[order], task.task, max(2, len(classes))
+        x[rows.train], rows.y_train, x.iloc[rows.test], task.task, rows.n_classes
     )
     wall = time.perf_counter() - started
-    result = score(task.task, task.truth(), np.asarray(output), classes)
+    result = score(task.task, task.truth(), np.asarray(output), rows.classes)
     result.update(
         wall_s=round(wall, 2),
         read_s=round(read_s, 2),
         n_features=int(x.shape[1]),
-        n_train=int(labelled.sum()),
+        n_train=int(rows.train.sum()),
         trees=int(rounds),
     )
+    if aggregates:
+        started = time.perf_counter()
+        vectors = pca_features(x)
+        pca_s = round(time.perf_counter() - started, 2)
+        if vectors.shape[1]:
+            result["pca_probes"] = {**vector_probes(task, vectors, rows), "pca_s": pca_s}
+        else:
+            result["pca_probes"] = {"error": "no feature to take a PCA of"}
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: how much of the target a row vector holds
+# --------------------------------------------------------------------------------------------
+
+
+def pca_features(x: pd.DataFrame, n_components: int = PCA_COMPONENTS) -> np.ndarray:
+    """An unsupervised summary of a feature frame (`prepare`d, no target in it): numbers
+    rank-gaussianised (a missing-indicator column where any is missing, then the median), the
+    `ONE_HOT_TOP` most frequent values of each category one-hot, every column standardized,
+    then a PCA fitted on all rows with min(n_components, columns, rows) components.
+
+    Shape: x [rows, features] -> [rows, components]."""
+    blocks: list[np.ndarray] = []
+    for column in x.columns:
+        values = x[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            counts = values.value_counts()
+            top = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+            blocks += [(values == v).to_numpy(dtype=float) for v, n in top[:ONE_HOT_TOP] if n]
+            continue
+        v = values.to_numpy(dtype=float)
+        missing = np.isnan(v)
+        if len(np.unique(v[~missing])) < 2 and not missing.any():
+            continue  # constant: nothing to summarise
+        if missing.any():
+            blocks.append(missing.astype(float))
+        if (~missing).sum() == 0:
+            continue
+        quantiles = QuantileTransformer(
+            output_distribution="normal",
+            n_quantiles=int(min(1000, (~missing).sum())),
+            random_state=SEED,
+        )
+        gaussian = quantiles.fit_transform(v[~missing, None])[:, 0]
+        filled = np.full(len(v), float(np.median(gaussian)))
+        filled[~missing] = gaussian
+        blocks.append(filled)
+    if not blocks:
+        return np.zeros((len(x), 0))
+    matrix = StandardScaler().fit_transform(np.column_stack(blocks))
+    n = min(n_components, matrix.shape[1], matrix.shape[0])
+    return PCA(n_components=n, random_state=SEED).fit_transform(matrix)
+
+
+def knn_output(
+    vectors: np.ndarray, rows: TrainingRows, kind: str, k: int = KNN_NEIGHBOURS
+) -> np.ndarray:
+    """For each test row, the mean label of its k nearest training rows by cosine similarity:
+    the share of positives (binary), of each class (multiclass), the mean (regression).
+
+    Shape: vectors [rows, d] -> [test] (binary, regression) or [test, classes]."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    train = unit[rows.train]
+    k = min(k, len(train))
+    if kind == "regression":
+        targets = rows.y_train.astype(float)[:, None]
+    else:
+        targets = np.eye(rows.n_classes)[rows.y_train]
+    outputs = []
+    for start in range(0, len(rows.test), 1024):
+        similarity = unit[rows.test[start : start + 1024]] @ train.T
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        outputs.append(targets[nearest].mean(axis=1))
+    output = np.concatenate(outputs) if outputs else np.zeros((0, targets.shape[1]))
+    if kind == "regression":
+        return output[:, 0]
+    return output[:, 1] if kind == "binary" else output
+
+
+def vector_probes(task: RelationalTask, vectors: np.ndarray, rows: TrainingRows) -> dict:
+    """kNN and LightGBM probes of one vector per row, scored on the test keys.
+
+    Shape: vectors [rows, d], in the order `rows` was built on."""
+    truth = task.truth()
+    started = time.perf_counter()
+    knn = score(task.task, truth, knn_output(vectors, rows, task.task), rows.classes)
+    knn.update(
+        k=int(min(KNN_NEIGHBOURS, rows.train.sum())),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    started = time.perf_counter()
+    x = pd.DataFrame(np.asarray(vectors, dtype=np.float64))
+    x.columns = [f"v{i}" for i in range(x.shape[1])]
+    output, rounds = fit_predict(
+        x[rows.train], rows.y_train, x.iloc[rows.test], task.task, rows.n_classes
+    )
+    lightgbm = score(task.task, truth, np.asarray(output), rows.classes)
+    lightgbm.update(trees=int(rounds), seconds=round(time.perf_counter() - started, 2))
+    return {
+        "dim": int(x.shape[1]),
+        "n_train": int(rows.train.sum()),
+        "knn": knn,
+        "lightgbm": lightgbm,
+    }
+
+
+def embedding_probes(task: RelationalTask, warehouse: Path) -> dict:
+    """The probes of the project's stored root embedding, `ml.<parent>_embeddings`; the
+    training labels are read from the warehouse the project saw (test targets NULL there)."""
+    key = task.key_columns
+    keys_sql = ", ".join(f"e.{q(k)}" for k in key)
+    on = " and ".join(f"e.{q(k)} = t.{q(k)}" for k in key)
+    parent_table = table_sql(task.spec["spaces"][task.parent]["table"])
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        frame = con.sql(
+            f"select {keys_sql}, e.embedding, t.{q(task.target)} as {q(task.target)} "
+            f"from ml.{q(task.parent + '_embeddings')} e "
+            f"left join {parent_table} t on {on} order by {keys_sql}"
+        ).df()
+    finally:
+        con.close()
+    vectors = np.stack([np.asarray(v, dtype=np.float64) for v in frame["embedding"]])
+    rows = training_rows(task, _keys(frame, key), frame[task.target].to_numpy(dtype=object))
+    return vector_probes(task, vectors, rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,11 +583,21 @@ from pipeline.spec import load_spec
 imported = time.perf_counter()
 spec = load_spec(sys.argv[1])
 kwargs = {"progress": False} if "progress" in inspect.signature(runner.run).parameters else {}
+predict_steps = []
+untimed_predict = runner.predict
+def timed_predict(*args, **kwargs):
+    called = inspect.signature(untimed_predict).bind(*args, **kwargs).arguments
+    began = time.perf_counter()
+    rows = untimed_predict(*args, **kwargs)
+    predict_steps.append({"space": called["name"], "target": called["target"], "rows": rows,
+                          "seconds": time.perf_counter() - began})
+    return rows
+runner.predict = timed_predict  # runner.run calls it by its module-level name
 summary = runner.run(spec, **kwargs)
 finished = time.perf_counter()
 with open(sys.argv[2], "w") as handle:
     json.dump({"import_s": imported - started, "run_s": finished - imported,
-               "summary": summary}, handle, default=str)
+               "predict_steps": predict_steps, "summary": summary}, handle, default=str)
 """
 
 _CANDIDATE_CHILD = """
@@ -510,11 +697,31 @@ def run_project(task: RelationalTask, workdir: str | Path, timeout_s: float | No
     times = json.loads(timing.read_text())
     result["wall_s"] = round(times["run_s"], 1)
     result["import_s"] = round(times["import_s"], 1)
+    for step in times.get("predict_steps") or []:
+        if (step["space"], step["target"]) == (task.parent, task.target) and step["seconds"] > 0:
+            result.update(
+                predict_rows=int(step["rows"]),
+                predict_s=round(step["seconds"], 2),
+                predict_rows_per_s=round(step["rows"] / step["seconds"], 1),
+            )
     try:
         result.update(_score_project(task, warehouse))
     except Exception:  # noqa: BLE001 - reported, not raised
         result["error"] = "scoring failed: " + traceback.format_exc()[-3000:]
+    try:
+        result["embedding_probes"] = embedding_probes(task, warehouse)
+    except Exception:  # noqa: BLE001 - reported, not raised
+        result["embedding_probes"] = {"error": traceback.format_exc()[-3000:]}
     return result
+
+
+def project_limit(project: dict, aggregates: dict) -> None:
+    """The project's time limit on a task, max(3 x sql_aggregates wall_s, 120) s, and whether
+    its run finished within it."""
+    limit = max(PROJECT_LIMIT_FACTOR * aggregates["wall_s"], PROJECT_LIMIT_FLOOR_S)
+    wall = project.get("wall_s")
+    project["limit_s"] = round(limit, 1)
+    project["within_limit"] = bool(wall is not None and "error" not in project and wall <= limit)
 
 
 def _score_project(task: RelationalTask, warehouse: Path) -> dict:
@@ -649,7 +856,68 @@ def markdown(name: str, entry: dict) -> str:
             first, second = _metric_cells(entry["task"], scored)
             label = f"&nbsp;&nbsp;{other} forced (`model: {other}`)"
             lines.append(f"| {label} | {first} | {second} | |")
+    project = entry["results"].get("project") or {}
+    if "limit_s" in project:
+        limit = (
+            f"{project['limit_s']} s (max({PROJECT_LIMIT_FACTOR} x sql_aggregates wall, "
+            f"{PROJECT_LIMIT_FLOOR_S}))"
+        )
+        if "error" in project:
+            line = f"project failed; its limit was {limit}"
+        else:
+            within = "within" if project["within_limit"] else "over"
+            line = f"project wall {project['wall_s']} s, {within} its limit of {limit}"
+        if "predict_rows_per_s" in project:
+            line += (
+                f"; predict step {project['predict_rows']:,} rows in {project['predict_s']} s "
+                f"({project['predict_rows_per_s']:,.0f} rows/s)"
+            )
+        lines += ["", line + "."]
+    lines += ["", *probe_lines(entry)]
     return "\n".join(lines)
+
+
+def _probe_metric(task: str) -> tuple[str, str, int]:
+    """The probes' headline metric: its key, its label, +1 if higher is better else -1."""
+    return ("rmse", "RMSE", -1) if task == "regression" else ("auc", "AUC", 1)
+
+
+def probe_lines(entry: dict) -> list[str]:
+    """The probes of a task as a table: the project's embedding against the PCA of the
+    sql_aggregates features, and which is ahead."""
+    key, label, sign = _probe_metric(entry["task"])
+    embedding = (entry["results"].get("project") or {}).get("embedding_probes")
+    pca = (entry["results"].get("sql_aggregates") or {}).get("pca_probes")
+    if not embedding and not pca:
+        return []
+    lines = [
+        f"probes on the test keys (kNN: mean label of the {KNN_NEIGHBOURS} nearest training "
+        "rows by cosine; LightGBM on the coordinates):",
+        "",
+        "| probe | project embedding | PCA of the sql_aggregates features | ahead |",
+        "|---|---|---|---|",
+    ]
+
+    def cell(probes: dict | None, name: str) -> tuple[str, float | None]:
+        if not probes:
+            return "not run", None
+        if "error" in probes:
+            return "error: " + probes["error"].strip().splitlines()[-1][:60], None
+        value = probes[name][key]
+        return f"{label} {value:.4f} (d={probes['dim']})", value
+
+    for name, title in (("knn", "kNN"), ("lightgbm", "LightGBM")):
+        first, a = cell(embedding, name)
+        second, b = cell(pca, name)
+        if a is None or b is None:
+            ahead = ""
+        elif a == b:
+            ahead = "tie"
+        else:
+            winner = "embedding" if sign * (a - b) > 0 else "PCA"
+            ahead = f"{winner} by {abs(a - b):.4f}"
+        lines.append(f"| {title} | {first} | {second} | {ahead} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -700,6 +968,7 @@ def main(argv: list[str] | None = None) -> None:
                 entry["results"]["project"] = previous["project"]
         else:
             project = run_project(task, workdir, args.project_timeout)
+            project_limit(project, entry["results"]["sql_aggregates"])
             if "error" not in project:
                 run_candidates(task, project, args.project_timeout)
             entry["results"]["project"] = project

