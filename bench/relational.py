@@ -924,6 +924,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(relational_data.TASKS))
     parser.add_argument("--skip-project", action="store_true", help="baselines only")
+    parser.add_argument(
+        "--skip-candidates", action="store_true", help="no forced runs of the other candidates"
+    )
     parser.add_argument("--out", default=str(BENCH / "relational_results.json"))
     parser.add_argument("--workdir", help="where warehouses go (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=THREADS, help="LightGBM threads")
@@ -969,7 +972,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             project = run_project(task, workdir, args.project_timeout)
             project_limit(project, entry["results"]["sql_aggregates"])
-            if "error" not in project:
+            if "error" not in project and not args.skip_candidates:
                 run_candidates(task, project, args.project_timeout)
             entry["results"]["project"] = project
         report["tasks"][name] = entry

@@ -1,12 +1,21 @@
 """Great Expectations reports: one suite per space, generated from the column profile.
 
-Bounds (null rates, value ranges, accepted values of small categories) are learned from the
-data a space is trained on (`learn_space_quality`, after training; or the first time a space
-is checked) and saved with the GX project under the artifacts folder. A check validates the
-table's current data against the suite learned before it, so it can fail: new data is never
-validated against bounds learned from itself. Results go to `ml.quality_results` (a newly
-learned suite's expectations as `learned` rows), and Data Docs (one HTML site with every
-space) are rebuilt on every check.
+Bounds (null rates, value ranges of numbers and timestamps, accepted values of small
+categories) are learned from the data a space is trained on (`learn_space_quality`, after
+training; or the first time a space is checked) and saved with the GX project under the
+artifacts folder. A check validates the table's current data against the suite learned
+before it, so it can fail: new data is never validated against bounds learned from itself.
+
+No table is copied into pandas. Bounds are learned, and every expectation that matters on
+every row (keys unique and not null, null rates, value ranges, accepted values) is checked,
+in DuckDB SQL over the whole table. Great Expectations (it cannot read DuckDB through
+SQLAlchemy) validates the whole suite on a sample of at most `SAMPLE_ROWS` rows (the same
+rows every time, only the suite's columns): that is its Data Docs, and the source of what
+SQL does not compute (column types). In `ml.quality_results` an expectation computed in SQL
+carries the exact SQL figures (`evaluated_on = 'table'`), never the sample's; the others say
+`evaluated_on = 'sample'` and `evaluated_rows` is the sample's size. A newly learned suite's
+expectations are written as `learned` rows, and Data Docs (one HTML site with every space)
+are rebuilt on every check.
 """
 
 from __future__ import annotations
@@ -14,19 +23,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 
+from pipeline.encoders import column_type
+from pipeline.encoders.base import render
 from pipeline.profiling import ColumnProfile
 from pipeline.quality_page import render_quality_page
 from pipeline.spec import Spec
-from pipeline.warehouse import Warehouse, literal, qualified
+from pipeline.warehouse import Warehouse, literal, qualified, quote, table_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ACCEPTED_VALUES = 20
 NULL_RATE_SLACK = 0.05
+SAMPLE_ROWS = 10_000
+"""The most rows Great Expectations validates per space: memory is bounded by this."""
+ON_TABLE, ON_SAMPLE = "table", "sample"
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +67,7 @@ class QualityReport:
 
 
 LABEL_TYPES = ("category", "boolean", "ordinal")
+RANGE_TYPES = ("scalar", "timestamp")
 
 
 def _gx():
@@ -56,8 +77,122 @@ def _gx():
     return gx
 
 
-def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[str]) -> list:
-    """Expectations learned from the current data of the space."""
+def _content(profiles: list[ColumnProfile]) -> list[ColumnProfile]:
+    """The columns the suite bounds beyond the key: the space's inputs and targets."""
+    return [p for p in profiles if not p.excluded and p.role in ("input", "target")]
+
+
+def _number_sql(column: str) -> str:
+    return render(column_type("scalar").read_sql, column=quote(column))
+
+
+def _timestamp_sql(column: str) -> str:
+    epoch = render(column_type("timestamp").read_sql, column=quote(column))
+    return f"make_timestamp(cast(round(({epoch}) * 1000000) as bigint))"
+
+
+def _label_sql(column: str) -> str:
+    return f"cast({quote(column)} as varchar)"
+
+
+def _read_sql(column: str, profile: ColumnProfile | None) -> str:
+    """A column as the suite reads it (SQL): inputs and targets as numbers, timestamps or
+    text by their detected type (values that do not parse are NULL, as the model reads
+    them); keys and other columns as stored."""
+    if profile is None or profile.excluded or profile.role not in ("input", "target"):
+        return quote(column)
+    if profile.detected_type == "scalar":
+        return _number_sql(column)
+    if profile.detected_type == "timestamp":
+        return _timestamp_sql(column)
+    if profile.detected_type in LABEL_TYPES:
+        return _label_sql(column)
+    return quote(column)
+
+
+def sample_frame(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    key_columns: list[str],
+    columns: dict[str, str],
+    rows: int = SAMPLE_ROWS,
+) -> pd.DataFrame:
+    """At most `rows` rows of `table` as pandas, the same ones every time (those whose key
+    hashes lowest), holding only `columns` (name -> SQL expression over the table)."""
+    if rows < 1 or not key_columns or not columns:
+        raise ValueError(
+            f"sample of {table}: need rows >= 1, key columns and columns; got rows={rows}, "
+            f"key_columns={key_columns}, columns={list(columns)}"
+        )
+    keys = ", ".join(quote(k) for k in key_columns)
+    select = ", ".join(f"{sql} as {quote(name)}" for name, sql in columns.items())
+    return con.sql(
+        f"select {select} from {qualified(table)} order by hash({keys}), {keys} limit {rows}"
+    ).df()
+
+
+def _space_sample(
+    con: duckdb.DuckDBPyConnection,
+    spec: Spec,
+    name: str,
+    columns: list[str],
+    profiles: list[ColumnProfile],
+) -> pd.DataFrame:
+    """The space's sample for GX: `columns` read as the suite reads them."""
+    space = spec.spaces[name]
+    by_column = {p.column: p for p in profiles}
+    reads = {c: _read_sql(c, by_column.get(c)) for c in columns}
+    return sample_frame(con, space.table, space.key_columns, reads)
+
+
+@dataclass
+class _Bounds:
+    """What the data a suite is learned from holds, computed in SQL over every row."""
+
+    rows: int
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    value_sets: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _learn_bounds(
+    con: duckdb.DuckDBPyConnection, table: str, profiles: list[ColumnProfile]
+) -> _Bounds:
+    """Ranges of numbers and timestamps and the values of small label columns (one scan)."""
+    content = _content(profiles)
+    ranged = [p for p in content if p.detected_type in RANGE_TYPES]
+    labelled = [
+        p.column
+        for p in content
+        if p.detected_type in LABEL_TYPES and 0 < p.distinct_count <= MAX_ACCEPTED_VALUES
+    ]
+    parts = ["count(*)"]
+    for p in ranged:
+        value = _read_sql(p.column, p)
+        parts += [f"min({value})", f"max({value})"]
+    parts += [
+        f"list(distinct {_label_sql(c)}) filter (where {quote(c)} is not null)" for c in labelled
+    ]
+    found = con.execute(f"select {', '.join(parts)} from {qualified(table)}").fetchone()
+    bounds = _Bounds(int(found[0]))
+    for i, p in enumerate(ranged):
+        low, high = found[1 + 2 * i], found[2 + 2 * i]
+        if low is None:
+            continue
+        if p.detected_type == "timestamp":  # ISO text: the suite is JSON
+            bounds.ranges[p.column] = (low.isoformat(), high.isoformat())
+        else:
+            bounds.ranges[p.column] = (float(low), float(high))
+    for column, values in zip(labelled, found[1 + 2 * len(ranged) :], strict=True):
+        if values and len(values) <= MAX_ACCEPTED_VALUES:
+            bounds.value_sets[column] = sorted(values)
+    return bounds
+
+
+def _expectations(
+    gx, sample: pd.DataFrame, profiles: list[ColumnProfile], key_columns: list[str], bounds
+) -> list:
+    """Expectations learned from the current data of the space (types from the sample, the
+    rest from `bounds` and the profile, which cover every row)."""
     expectations = []
     for column in key_columns:
         expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=column)]
@@ -67,9 +202,7 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
         expectations.append(
             gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=key_columns)
         )
-    for p in profiles:
-        if p.excluded or p.role not in ("input", "target"):
-            continue
+    for p in _content(profiles):
         mostly = max(0.0, 1.0 - p.null_fraction - NULL_RATE_SLACK)
         if mostly > 0:
             expectations.append(
@@ -77,47 +210,176 @@ def _expectations(gx, frame, profiles: list[ColumnProfile], key_columns: list[st
                     column=p.column, mostly=round(mostly, 4)
                 )
             )
-        if p.column in frame:
+        if p.column in sample:
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeOfType(
-                    column=p.column, type_=str(frame[p.column].dtype)
+                    column=p.column, type_=str(sample[p.column].dtype)
                 )
             )
-        values = frame[p.column].dropna()
-        if p.detected_type == "scalar" and len(values):
-            numbers = values.astype(float)
+        if p.column in bounds.ranges:
+            low, high = bounds.ranges[p.column]
+            if p.detected_type == "timestamp":
+                high = None  # new rows come later: only a time before the data's start fails
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeBetween(
-                    column=p.column,
-                    min_value=float(numbers.min()),
-                    max_value=float(numbers.max()),
-                    mostly=0.99,
+                    column=p.column, min_value=low, max_value=high, mostly=0.99
                 )
             )
-        elif p.detected_type in LABEL_TYPES and 0 < p.distinct_count <= MAX_ACCEPTED_VALUES:
+        elif p.column in bounds.value_sets:
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeInSet(
-                    column=p.column, value_set=sorted({str(v) for v in values}), mostly=0.99
+                    column=p.column, value_set=bounds.value_sets[p.column], mostly=0.99
                 )
             )
     return expectations
 
 
-def _frame(spec: Spec, name: str, profiles: list[ColumnProfile]):
-    """The space's table as pandas, label columns as text and numbers as numbers."""
-    import pandas as pd
+@dataclass(frozen=True)
+class _Check:
+    """How SQL counts one expectation: the rows it considers and, among them, the unexpected
+    ones; a uniqueness check has `keys` instead (unexpected: rows whose keys repeat)."""
 
-    warehouse = Warehouse(spec.warehouse, spec.output_schema)
-    with warehouse.connect() as con:
-        frame = con.sql(f"select * from {qualified(spec.spaces[name].table)}").df()
-    for p in profiles:
-        if p.column not in frame:
-            continue
-        if p.detected_type in LABEL_TYPES:
-            frame[p.column] = frame[p.column].map(lambda v: v if v is None else str(v))
-        elif p.detected_type == "scalar":  # numbers stored as strings: what does not parse is NaN
-            frame[p.column] = pd.to_numeric(frame[p.column], errors="coerce")
-    return frame
+    columns: list[str]
+    considered: str
+    unexpected: str = ""
+    keys: str = ""
+    mostly: float = 1.0
+
+
+def _bound(value: Any) -> tuple[str, str] | None:
+    """A range bound as (scalar or timestamp, SQL literal); None when SQL cannot compare it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return ("scalar", repr(float(value))) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, dt.date) and getattr(value, "tzinfo", None) is None:
+        return "timestamp", f"cast({literal(value.isoformat())} as timestamp)"
+    return None
+
+
+def _range_check(kwargs: dict, mostly: float) -> _Check | None:
+    column = kwargs["column"]
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    bounds = {name: _bound(v) for name, v in (("low", low), ("high", high)) if v is not None}
+    if not bounds or None in bounds.values():
+        return None
+    kinds = {kind for kind, _ in bounds.values()}
+    if len(kinds) != 1:
+        return None
+    value = _number_sql(column) if kinds == {"scalar"} else _timestamp_sql(column)
+    outside = []
+    if "low" in bounds:
+        outside.append(f"{value} {'<=' if kwargs.get('strict_min') else '<'} {bounds['low'][1]}")
+    if "high" in bounds:
+        outside.append(f"{value} {'>=' if kwargs.get('strict_max') else '>'} {bounds['high'][1]}")
+    return _Check([column], f"{value} is not null", " or ".join(outside), mostly=mostly)
+
+
+def _check(config, profiles: dict[str, ColumnProfile]) -> _Check | None:
+    """The SQL for an expectation the suite learns; None for the others (GX on the sample)."""
+    kwargs = config.kwargs
+    if kwargs.get("row_condition"):
+        return None
+    mostly = float(kwargs.get("mostly", 1.0))
+    column = kwargs.get("column")
+    if config.type == "expect_column_values_to_not_be_null":
+        value = _read_sql(column, profiles.get(column))
+        return _Check([column], "true", f"{value} is null", mostly=mostly)
+    if config.type == "expect_column_values_to_be_unique":
+        return _Check([column], f"{quote(column)} is not null", keys=quote(column), mostly=mostly)
+    if config.type == "expect_compound_columns_to_be_unique":
+        columns = list(kwargs["column_list"])
+        nulls = [f"{quote(c)} is null" for c in columns]
+        considered = {
+            "all_values_are_missing": f"not ({' and '.join(nulls)})",
+            "any_value_is_missing": f"not ({' or '.join(nulls)})",
+            "never": "true",
+        }.get(kwargs.get("ignore_row_if", "all_values_are_missing"))
+        if considered is None:
+            return None
+        keys = ", ".join(quote(c) for c in columns)
+        return _Check(columns, considered, keys=keys, mostly=mostly)
+    if config.type == "expect_column_values_to_be_in_set":
+        value = _label_sql(column)
+        accepted = ", ".join(literal(str(v)) for v in kwargs.get("value_set") or [])
+        unexpected = f"{value} not in ({accepted})" if accepted else "true"
+        return _Check([column], f"{value} is not null", unexpected, mostly=mostly)
+    if config.type == "expect_column_values_to_be_between":
+        return _range_check(kwargs, mostly)
+    return None
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """An expectation computed in SQL over every row of the table (GX's meaning: unexpected
+    rows among those considered, the percent of them, `mostly` met)."""
+
+    success: bool
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    rows: int
+    error: str | None = None
+
+
+def _outcome(considered: int, unexpected: int, mostly: float, rows: int) -> ExactResult:
+    if considered == 0:  # vacuously true, as in GX
+        return ExactResult(True, unexpected, None, rows)
+    success = (considered - unexpected) / considered >= mostly
+    return ExactResult(success, unexpected, 100.0 * unexpected / considered, rows)
+
+
+def exact_results(
+    con: duckdb.DuckDBPyConnection, table: str, configs: list, profiles: list[ColumnProfile]
+) -> list[ExactResult | None]:
+    """Each expectation SQL computes, over every row of `table`, in `configs` order (None
+    for the others): the row checks in one scan, each uniqueness check in a grouped one."""
+    present = set(table_columns(con, table))
+    checks = [_check(c, {p.column: p for p in profiles}) for c in configs]
+    ready = [c is not None and set(c.columns) <= present for c in checks]
+    parts = ["count(*)"]
+    for check, ok in zip(checks, ready, strict=True):
+        if ok and not check.keys:
+            parts += [
+                f"count(*) filter (where {check.considered})",
+                f"count(*) filter (where ({check.considered}) and ({check.unexpected}))",
+            ]
+    counts = iter(con.execute(f"select {', '.join(parts)} from {qualified(table)}").fetchone())
+    rows = int(next(counts))
+    results: list[ExactResult | None] = []
+    for check, ok in zip(checks, ready, strict=True):
+        if check is None:
+            results.append(None)
+        elif not ok:
+            missing = ", ".join(c for c in check.columns if c not in present)
+            error = f"column(s) {missing} not in {table}: relearn the suite (retrain)"
+            results.append(ExactResult(False, None, None, rows, error))
+        elif check.keys:
+            considered, unexpected = con.execute(
+                f"with key_counts as (select count(*) as n from {qualified(table)} "
+                f"where {check.considered} group by {check.keys}) "
+                "select coalesce(sum(n), 0), coalesce(sum(n) filter (where n > 1), 0) "
+                "from key_counts"
+            ).fetchone()
+            results.append(_outcome(int(considered), int(unexpected), check.mostly, rows))
+        else:
+            considered, unexpected = int(next(counts)), int(next(counts))
+            results.append(_outcome(considered, unexpected, check.mostly, rows))
+    return results
+
+
+def _suite_columns(configs: list, key_columns: list[str]) -> list[str]:
+    """The key, then every column an expectation names, once each, in suite order."""
+    columns = dict.fromkeys(key_columns)
+    for config in configs:
+        kwargs = config.kwargs
+        columns.update(dict.fromkeys([kwargs["column"]] if "column" in kwargs else []))
+        columns.update(dict.fromkeys(kwargs.get("column_list", [])))
+    return list(columns)
 
 
 def _context(gx, spec: Spec):
@@ -129,29 +391,65 @@ def _docs_index(spec: Spec) -> Path:
     return docs / "index.html"
 
 
+SUITE_NOTES = (
+    f"Data Docs validate a sample of at most {SAMPLE_ROWS} rows (the rows whose key hashes "
+    "lowest). Keys, null rates, ranges and accepted values are also checked in SQL over "
+    "every row: those exact counts are in the warehouse's quality_results table."
+)
+
+
 def learn_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) -> QualityReport:
     """(Re)learn the space's suite from its current data; the next check validates against
     it. Writes the learned expectations to `ml.quality_results` as `learned` rows."""
     gx = _gx()
-    frame = _frame(spec, name, profiles)
+    space = spec.spaces[name]
+    columns = list(dict.fromkeys([*space.key_columns, *(p.column for p in _content(profiles))]))
+    with Warehouse(spec.warehouse, spec.output_schema).connect() as con:
+        bounds = _learn_bounds(con, space.table, profiles)
+        sample = _space_sample(con, spec, name, columns, profiles)
     context = _context(gx, spec)
-    suite = gx.ExpectationSuite(name=name)
-    for expectation in _expectations(gx, frame, profiles, spec.spaces[name].key_columns):
+    suite = gx.ExpectationSuite(name=name, notes=SUITE_NOTES)
+    for expectation in _expectations(gx, sample, profiles, space.key_columns, bounds):
         suite.add_expectation(expectation)
     suite = context.suites.add_or_update(suite)
     log.info(
         "space %s: data-quality suite learned (%d expectations)", name, len(suite.expectations)
     )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = [
-        _row(name, config.type, config.kwargs, "learned", None, None, None, now)
-        for config in (e.configuration for e in suite.expectations)
-    ]
+    rows = []
+    for config in (e.configuration for e in suite.expectations):
+        exact = _check(config, {p.column: p for p in profiles}) is not None
+        on, evaluated = (ON_TABLE, bounds.rows) if exact else (ON_SAMPLE, len(sample))
+        rows.append(_row(name, config, "learned", None, None, None, on, evaluated, now))
     page = _write_results(spec, name, rows)
     index = _docs_index(spec)
     if not index.exists():  # later checks update the site page by page
         context.build_data_docs()
     return QualityReport(name, True, 0, [], index if index.exists() else None, len(rows), page)
+
+
+def _validate_sample(gx, context, name: str, suite, sample: pd.DataFrame) -> dict[str, Any]:
+    """Run the suite on the sample with GX (updating Data Docs); results by expectation id."""
+    source = context.data_sources.add_or_update_pandas("warehouse")
+    asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(
+        name
+    )
+    batch = next(
+        (b for b in asset.batch_definitions if b.name == ON_SAMPLE), None
+    ) or asset.add_batch_definition_whole_dataframe(ON_SAMPLE)
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": sample})
+    outcome = next(iter(result.run_results.values()))
+    return {r.expectation_config.id: r for r in outcome.results}
 
 
 def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) -> QualityReport:
@@ -163,48 +461,43 @@ def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
         suite = context.suites.get(name)
     except Exception:  # noqa: BLE001 - GX raises several types for "no such suite"
         return learn_space_quality(spec, name, profiles)
-    frame = _frame(spec, name, profiles)
-    source = context.data_sources.add_or_update_pandas("warehouse")
-    asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(
-        name
-    )
-    batch = next(
-        (b for b in asset.batch_definitions if b.name == "whole_table"), None
-    ) or asset.add_batch_definition_whole_dataframe("whole_table")
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[validation],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-        )
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
-    outcome = next(iter(result.run_results.values()))
+    space = spec.spaces[name]
+    configs = [e.configuration for e in suite.expectations]
+    with Warehouse(spec.warehouse, spec.output_schema).connect() as con:
+        exact = exact_results(con, space.table, configs, profiles)
+        present = table_columns(con, space.table)
+        columns = [c for c in _suite_columns(configs, space.key_columns) if c in present]
+        sample = _space_sample(con, spec, name, columns, profiles)
+    sampled = _validate_sample(gx, context, name, suite, sample)
     rows, failed = [], []
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    for r in outcome.results:
-        config = r.expectation_config
-        if not r.success:
-            failed.append(f"{config.type}({_column(config.kwargs)})")
-        rows.append(
-            _row(
-                name,
-                config.type,
-                config.kwargs,
-                "passed" if r.success else "failed",
-                bool(r.success),
-                r.result.get("unexpected_count"),
-                r.result.get("unexpected_percent"),
-                now,
+    for config, computed in zip(configs, exact, strict=True):
+        if computed is not None:
+            success, unexpected, percent = (
+                computed.success,
+                computed.unexpected_count,
+                computed.unexpected_percent,
             )
+            on, evaluated, error = ON_TABLE, computed.rows, computed.error
+        else:
+            r = sampled.get(config.id)
+            success = bool(r and r.success)
+            unexpected = r.result.get("unexpected_count") if r else None
+            percent = r.result.get("unexpected_percent") if r else None
+            on, evaluated = ON_SAMPLE, len(sample)
+            error = None if r else "Great Expectations returned no result"
+            if r and r.exception_info.get("raised_exception"):
+                error = r.exception_info.get("exception_message")
+        if not success:
+            failed.append(f"{config.type}({_column(config.kwargs)})")
+        status = "passed" if success else "failed"
+        rows.append(
+            _row(name, config, status, success, unexpected, percent, on, evaluated, now, error)
         )
     page = _write_results(spec, name, rows)
     index = _docs_index(spec)
     return QualityReport(
-        name, bool(outcome.success), len(rows), failed, index if index.exists() else None, 0, page
+        name, not failed, len(rows), failed, index if index.exists() else None, 0, page
     )
 
 
@@ -212,16 +505,30 @@ def _column(kwargs: dict) -> str:
     return kwargs.get("column") or ", ".join(kwargs.get("column_list", []))
 
 
-def _row(name, expectation, kwargs, status, success, unexpected, percent, now) -> dict:
+def _row(
+    name: str,
+    config,
+    status: str,
+    success: bool | None,
+    unexpected: int | None,
+    percent: float | None,
+    evaluated_on: str,
+    evaluated_rows: int,
+    now: dt.datetime,
+    error: str | None = None,
+) -> dict:
+    details = dict(config.kwargs) | ({"error": error} if error else {})
     return {
         "space": name,
-        "expectation": expectation,
-        "column": _column(kwargs),
+        "expectation": config.type,
+        "column": _column(config.kwargs),
         "status": status,
         "success": success,
         "unexpected_count": unexpected,
         "unexpected_percent": percent,
-        "details": json.dumps(kwargs, default=str),
+        "evaluated_on": evaluated_on,
+        "evaluated_rows": evaluated_rows,
+        "details": json.dumps(details, default=str),
         "checked_at": now,
     }
 
@@ -235,6 +542,8 @@ RESULTS_SCHEMA = pa.schema(
         ("success", pa.bool_()),
         ("unexpected_count", pa.int64()),
         ("unexpected_percent", pa.float64()),
+        ("evaluated_on", pa.string()),
+        ("evaluated_rows", pa.int64()),
         ("details", pa.string()),
         ("checked_at", pa.timestamp("us")),
     ]

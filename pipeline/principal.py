@@ -31,6 +31,10 @@ PRINCIPAL_SHARE = 0.75
 carries; the learned part carries the rest."""
 PRINCIPAL_WEIGHT = math.sqrt(PRINCIPAL_SHARE)
 LEARNED_WEIGHT = math.sqrt(1.0 - PRINCIPAL_SHARE)
+VECTOR_WEIGHT = 4.0
+"""Standardized inputs' worth of variance that another space's embedding (a child set's
+mean, a referenced row's) carries here, whatever its width: its 64 correlated coordinates
+would otherwise crowd out the columns and child statistics (what a GROUP BY sees)."""
 
 
 def token_features(kind: str, type_name: str, n_classes: int, part: dict) -> torch.Tensor:
@@ -65,6 +69,16 @@ def token_features(kind: str, type_name: str, n_classes: int, part: dict) -> tor
     return torch.cat(out, 1)
 
 
+def token_weights(kind: str, width: int) -> np.ndarray:
+    """Weight [f] of each of a token's flat inputs after standardisation: the coordinates of
+    another space's embedding share VECTOR_WEIGHT between them, everything else weighs 1."""
+    weights = np.ones(width)
+    vector = {"children": width - 2, "reference": width - 1}.get(kind, 0)
+    if vector > 0:
+        weights[:vector] = math.sqrt(VECTOR_WEIGHT / vector)
+    return weights
+
+
 @dataclass
 class PrincipalAxes:
     """Standardisation and principal axes of a space's flat inputs.
@@ -73,6 +87,7 @@ class PrincipalAxes:
 
     mean: np.ndarray
     std: np.ndarray
+    """The standard deviation divided by the input's weight (`token_weights`)."""
     axes: np.ndarray
     scale: float
     """The root mean square length of the rows' coordinates on the axes: the constant
@@ -85,9 +100,11 @@ class PrincipalAxes:
         return self.axes.shape[1]
 
 
-def fit_axes(flat: np.ndarray, dims: list[int], embedding_dim: int) -> PrincipalAxes | None:
-    """PCA of standardized `flat` [n, F]; None when there is nothing to fit (no variance, too
-    few rows, or no room beside the learned part)."""
+def fit_axes(
+    flat: np.ndarray, dims: list[int], embedding_dim: int, weights: np.ndarray | None = None
+) -> PrincipalAxes | None:
+    """PCA of standardized, weighted `flat` [n, F]; None when there is nothing to fit (no
+    variance, too few rows, or no room beside the learned part)."""
     x = np.asarray(flat, np.float64)
     n = len(x)
     room = embedding_dim - MIN_LEARNED_DIMS - 1
@@ -96,6 +113,8 @@ def fit_axes(flat: np.ndarray, dims: list[int], embedding_dim: int) -> Principal
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)
+    if weights is not None:
+        std = std / weights
     z = (x - mean) / std
     _, singular, vt = np.linalg.svd(z, full_matrices=False)
     kept = int((singular > 1e-6 * max(singular[0], 1e-12)).sum())

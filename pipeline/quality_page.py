@@ -67,7 +67,8 @@ def render_quality_page(spec: Spec) -> Path:
                 columns, rows = _rows(
                     con,
                     f'select status, expectation, "column", unexpected_count, '
-                    f"round(unexpected_percent, 3) as unexpected_percent, checked_at "
+                    f"round(unexpected_percent, 3) as unexpected_percent, evaluated_on, "
+                    f"evaluated_rows, checked_at "
                     f"from {quote(ml)}.quality_results where space = {literal(space)} "
                     f"order by status = 'failed' desc, expectation, \"column\"",
                 )
@@ -106,7 +107,9 @@ def render_quality_page(spec: Spec) -> Path:
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Data quality of {html.escape(str(spec.warehouse.name))}</h1>"
         f"<p>Written {now} from {ml}.quality_results, {ml}.join_report and "
-        f"{ml}.column_profile.</p>{''.join(sections)}</body></html>"
+        f"{ml}.column_profile. Expectation counts evaluated on the <i>table</i> are exact (SQL "
+        f"over every row); on a <i>sample</i>, they are Great Expectations' over "
+        f"<code>evaluated_rows</code> sampled rows.</p>{''.join(sections)}</body></html>"
     )
     path = page_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)

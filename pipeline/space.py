@@ -24,6 +24,7 @@ from pipeline.profiling import ColumnProfile
 from pipeline.projection import principal_axes
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult, train_space
+from pipeline.training_plan import space_budget
 from pipeline.warehouse import Warehouse, qualified, quote, table_columns
 
 EMBED_BATCH = 1024
@@ -39,6 +40,8 @@ class TrainingData:
     read_versions: dict[str, str]
     table_columns: list[str]
     fingerprint: str
+    budget_s: float | None = None
+    """The space's share of the run's training time (`training_plan.space_budget`)."""
 
 
 @dataclass
@@ -92,18 +95,26 @@ class Space:
                 f"space {name}: {spec.spaces[name].table} has {inputs.n_rows} row(s);"
                 " at least 2 are needed to train"
             )
+        rows = {
+            space: con.execute(f"select count(*) from {qualified(s.table)}").fetchone()[0]
+            for space, s in spec.spaces.items()
+        }
+        roots = {space for space in spec.spaces if not spec.parents_of(space)}
         return TrainingData(
             inputs,
             read,
             list(table_columns(con, spec.spaces[name].table)),
             fingerprint(profiles, inputs.n_rows),
+            space_budget(rows, roots, name),
         )
 
     @classmethod
     def train(cls, spec: Spec, name: str, data: TrainingData, progress: bool = True) -> Space:
         """Fit the model on every row of the space's table (codecs are fitted on reading)."""
         inputs = data.inputs
-        model, result = train_space(inputs, spec.training, spec.seed, progress=progress)
+        model, result = train_space(
+            inputs, spec.training, spec.seed, progress=progress, budget_s=data.budget_s
+        )
         space = cls(
             name,
             model,

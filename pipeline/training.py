@@ -23,7 +23,13 @@ from tqdm import tqdm
 from pipeline.inputs import SpaceInputs
 from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.objective import LOSS_PARTS, complementary_split, losses, step_loss, token_losses
-from pipeline.principal import FIT_ROWS, PrincipalAxes, fit_axes, token_features
+from pipeline.principal import (
+    FIT_ROWS,
+    PrincipalAxes,
+    fit_axes,
+    token_features,
+    token_weights,
+)
 from pipeline.spec import TrainingSpec
 from pipeline.training_plan import (
     LOG_EVERY,
@@ -119,11 +125,16 @@ class _Validation:
 
 
 def train_space(
-    inputs: SpaceInputs, overrides: TrainingSpec, seed: int, progress: bool = True
+    inputs: SpaceInputs,
+    overrides: TrainingSpec,
+    seed: int,
+    progress: bool = True,
+    budget_s: float | None = None,
 ) -> tuple[SpaceModel, TrainingResult]:
-    """Train a space model on its inputs; retries once with a correction if training fails."""
+    """Train a space model on its inputs; retries once with a correction if training fails.
+    `budget_s`: the space's share of the run's training time (`space_budget`)."""
     tokens = token_specs(inputs)
-    choices = choose_hyperparameters(inputs.n_rows, tokens, overrides, seed)
+    choices = choose_hyperparameters(inputs.n_rows, tokens, overrides, seed, budget_s)
     result = TrainingResult(choices=choices, started_at=time.time())
     with torch_threads(choices.threads):
         principal = fit_principal(inputs, choices.embedding_dim, seed)
@@ -176,7 +187,8 @@ def fit_principal(inputs: SpaceInputs, embedding_dim: int, seed: int) -> Princip
         blocks.append(torch.cat(parts, 1).numpy())
     if not blocks:
         return None
-    return fit_axes(np.concatenate(blocks), dims, embedding_dim)
+    weights = np.concatenate([token_weights(t.kind, d) for t, d in zip(tokens, dims, strict=True)])
+    return fit_axes(np.concatenate(blocks), dims, embedding_dim, weights)
 
 
 def _fit(

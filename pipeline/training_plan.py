@@ -40,6 +40,12 @@ FLOOR_STEPS = 50
 BASE_BUDGET_S = 15.0
 BUDGET_PER_1K_ROWS_S = 0.3
 MAX_BUDGET_S = 45.0
+RUN_BASE_S = 40.0
+RUN_PER_1K_ROWS_S = 0.1
+MAX_RUN_S = 150.0
+ROOT_SHARE_WEIGHT = 3.0
+"""A root space (one no other space reads) weighs this many times its rows' share: its
+embedding is the one users query and predictors read."""
 EVALUATIONS = 10
 """Evaluations on the held-out rows per run (fewer when a run has under 100 steps)."""
 MIN_IMPROVEMENT = 1e-3
@@ -112,8 +118,31 @@ def time_budget(n_rows: int) -> float:
     return min(MAX_BUDGET_S, BASE_BUDGET_S + BUDGET_PER_1K_ROWS_S * n_rows / 1000)
 
 
+def run_budget(rows: dict[str, int]) -> float:
+    """Seconds of training for every space of a run together, on the reference machine:
+    40 s + 0.1 s per 1k rows of all tables, at most 150 s."""
+    return min(MAX_RUN_S, RUN_BASE_S + RUN_PER_1K_ROWS_S * sum(rows.values()) / 1000)
+
+
+def space_budget(rows: dict[str, int], roots: set[str], name: str) -> float:
+    """A space's share of `run_budget`: in proportion to the square root of its rows, a
+    root's share weighed ROOT_SHARE_WEIGHT times, and at most `time_budget(rows)`. An
+    8-row lookup table gets a second or two, the table users query most of the run.
+    `rows`: every space's row count; `roots`: the spaces no other space reads."""
+    weights = {
+        space: math.sqrt(max(n, 1)) * (ROOT_SHARE_WEIGHT if space in roots else 1.0)
+        for space, n in rows.items()
+    }
+    share = run_budget(rows) * weights[name] / sum(weights.values())
+    return min(time_budget(rows[name]), share)
+
+
 def choose_hyperparameters(
-    n_rows: int, tokens: list[TokenSpec], overrides: TrainingSpec, seed: int
+    n_rows: int,
+    tokens: list[TokenSpec],
+    overrides: TrainingSpec,
+    seed: int,
+    budget_s: float | None = None,
 ) -> TrainingChoices:
     """Zero-configuration defaults; every number is a function of the data and the spec only
     (never of the machine's speed), so a run can be repeated exactly.
@@ -125,8 +154,9 @@ def choose_hyperparameters(
     - validation: min(5%, 1024) rows held out when that is at least 64 rows (tables of 1,280
       rows and more); early stopping after 3 evaluations without a 0.1% improvement.
     - epochs: 40 / sqrt(n / 1000), within [1, 40] (40 up to 1k rows, 8 at 26k, 2 at 400k).
-    - time budget: `time_budget` (or the spec's `time_budget_s`), turned into a step cap by the
-      cost model (`step_seconds`). It is a cap: the self-supervised space feeds the
+    - time budget: `budget_s` (the space's share of the run's, `space_budget`), else
+      `time_budget`, or the spec's `time_budget_s`, turned into a step cap by the cost model
+      (`step_seconds`). It is a cap: the self-supervised space feeds the
       predictors beside the child statistics, which need no training, and a whole run must
       stay within minutes of a GROUP BY + LightGBM on the same tables.
     - steps: enough for the epochs and at least 300 (with fewer updates the reconstruction
@@ -149,7 +179,7 @@ def choose_hyperparameters(
     n_tokens = len(tokens)
     seconds_per_step = step_seconds(tokens, d_model, n_layers, batch)
     seconds_per_evaluation = seconds_per_step * validation_rows / batch / 3
-    budget = overrides.time_budget_s or time_budget(n_rows)
+    budget = overrides.time_budget_s or budget_s or time_budget(n_rows)
     budget_steps = int((budget - EVALUATIONS * seconds_per_evaluation) / seconds_per_step)
     epochs = min(40.0, max(1.0, 40.0 / math.sqrt(max(n_rows, 1) / 1000)))
     epoch_steps = math.ceil(epochs * training_rows / batch)
