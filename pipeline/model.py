@@ -15,7 +15,14 @@ from torch import nn
 from pipeline.encoders import build_encoder
 from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
 from pipeline.inputs import SpaceInputs
-from pipeline.principal import LEARNED_WEIGHT, PRINCIPAL_WEIGHT, PrincipalAxes, token_features
+from pipeline.principal import (
+    LEARNED_WEIGHT,
+    N_QUANTILES,
+    PRINCIPAL_WEIGHT,
+    PrincipalAxes,
+    gaussianised,
+    token_features,
+)
 from pipeline.text_embeddings import TEXT_DIM
 
 VALUED, NULL, MASKED = 0, 1, 2
@@ -176,6 +183,7 @@ class SpaceModel(nn.Module):
         if principal_axes:
             dims = list(flat_dims or [])
             n_flat = sum(dims)
+            self.register_buffer("flat_quantiles", torch.zeros(n_flat, N_QUANTILES))
             self.register_buffer("flat_mean", torch.zeros(n_flat))
             self.register_buffer("flat_std", torch.ones(n_flat))
             self.register_buffer("axes", torch.zeros(n_flat, principal_axes))
@@ -225,6 +233,7 @@ class SpaceModel(nn.Module):
 
     def set_principal(self, fitted: PrincipalAxes) -> None:
         """Fill in the fitted standardisation and axes (`pipeline.principal.fit_axes`)."""
+        self.flat_quantiles.copy_(torch.from_numpy(fitted.quantiles))
         self.flat_mean.copy_(torch.from_numpy(fitted.mean))
         self.flat_std.copy_(torch.from_numpy(fitted.std))
         self.axes.copy_(torch.from_numpy(fitted.axes))
@@ -256,7 +265,7 @@ class SpaceModel(nn.Module):
         """The principal part [B, principal_axes + 1], L2-normalised: the constant
         coordinate, then the standardized flat inputs on the axes (a hidden token's inputs
         read as the average row's)."""
-        z = (flat - self.flat_mean) / self.flat_std
+        z = (gaussianised(flat, self.flat_quantiles) - self.flat_mean) / self.flat_std
         if hidden is not None:
             z = z * (~hidden)[:, self.flat_token]
         coordinates = z @ self.axes

@@ -3,13 +3,13 @@ own standardized inputs, fitted once without any target and saved with the space
 
 A space's embedding is [principal part | learned part], each L2-normalised and weighted so
 that the whole has unit length. The principal part is a PCA of a flat view of every token
-(numbers rank-gaussianised, timestamps, the top labels one-hot, the child statistics, the
-mean child embedding and the child count, a referenced row's embedding, and each token's
-presence), with one constant coordinate beside the axes so that normalising keeps how far
-a row lies from the average row. The learned part is the transformer's, trained
-self-supervised on the whole embedding, so it learns what the axes miss (text, how children
-relate, interactions). A token hidden from a masked view is hidden here too: its inputs
-read as the average row's.
+(numbers, timestamps, the top labels one-hot, the child statistics, the mean child
+embedding and the child count, a referenced row's embedding, and each token's presence),
+each input rank-gaussianised through quantiles fitted once, with one constant coordinate
+beside the axes so that normalising keeps how far a row lies from the average row. The
+learned part is the transformer's, trained self-supervised on the whole embedding, so it
+learns what the axes miss (text, how children relate, interactions). A token hidden from a
+masked view is hidden here too: its inputs read as the average row's.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ FIT_ROWS = 20_000
 """Rows (a seeded sample) the axes are fitted on."""
 MIN_LEARNED_DIMS = 16
 """Coordinates left to the learned part, whatever the width of the inputs."""
-PRINCIPAL_SHARE = 0.75
+PRINCIPAL_SHARE = 0.9
 """Share of the embedding's squared length (and of cosine similarity) the principal part
 carries; the learned part carries the rest."""
 PRINCIPAL_WEIGHT = math.sqrt(PRINCIPAL_SHARE)
 LEARNED_WEIGHT = math.sqrt(1.0 - PRINCIPAL_SHARE)
-VECTOR_WEIGHT = 4.0
+N_QUANTILES = 129
+"""Quantiles per flat input that its rank-gaussianisation interpolates between."""
+VECTOR_WEIGHT = 16.0
 """Standardized inputs' worth of variance that another space's embedding (a child set's
 mean, a referenced row's) carries here, whatever its width: its 64 correlated coordinates
 would otherwise crowd out the columns and child statistics (what a GROUP BY sees)."""
@@ -79,12 +81,33 @@ def token_weights(kind: str, width: int) -> np.ndarray:
     return weights
 
 
+def gaussianised(flat: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Each input's rank among the fitted quantiles, as a normal score: the quantile
+    transform, so heavy tails and counts weigh like any other input. A value equal to
+    several quantiles (a binary input) takes the middle of their ranks.
+
+    Shape: flat [B, F]; quantiles [F, Q] (sorted per input) -> [B, F]."""
+    n_q = quantiles.shape[1]
+    values = flat.T.contiguous()
+    left = torch.searchsorted(quantiles, values, right=False)
+    right = torch.searchsorted(quantiles, values, right=True)
+    below = (left - 1).clamp(min=0)
+    above = left.clamp(max=n_q - 1)
+    low, high = quantiles.gather(1, below), quantiles.gather(1, above)
+    step = (high - low).clamp(min=1e-12)
+    between = below + ((values - low) / step).clamp(0, 1) * (above > below)
+    rank = torch.where(right > left, (left + right - 1) / 2.0, between.to(flat.dtype))
+    level = ((rank + 0.5) / n_q).clamp(0.5 / n_q, 1 - 0.5 / n_q)
+    return (math.sqrt(2.0) * torch.erfinv(2 * level - 1)).T
+
+
 @dataclass
 class PrincipalAxes:
     """Standardisation and principal axes of a space's flat inputs.
 
-    Shape: mean, std [F]; axes [F, k]; token_of [F] (the token each input belongs to)."""
+    Shape: quantiles [F, N_QUANTILES]; mean, std [F]; axes [F, k]."""
 
+    quantiles: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     """The standard deviation divided by the input's weight (`token_weights`)."""
@@ -103,13 +126,17 @@ class PrincipalAxes:
 def fit_axes(
     flat: np.ndarray, dims: list[int], embedding_dim: int, weights: np.ndarray | None = None
 ) -> PrincipalAxes | None:
-    """PCA of standardized, weighted `flat` [n, F]; None when there is nothing to fit (no
-    variance, too few rows, or no room beside the learned part)."""
-    x = np.asarray(flat, np.float64)
-    n = len(x)
+    """PCA of rank-gaussianised, standardized, weighted `flat` [n, F]; None when there is
+    nothing to fit (no variance, too few rows, or no room beside the learned part)."""
+    raw = np.asarray(flat, np.float32)
+    n = len(raw)
     room = embedding_dim - MIN_LEARNED_DIMS - 1
-    if n < 3 or x.shape[1] == 0 or room < 1:
+    if n < 3 or raw.shape[1] == 0 or room < 1:
         return None
+    quantiles = np.quantile(raw, np.linspace(0, 1, N_QUANTILES), axis=0).T.astype(np.float32)
+    quantiles = np.ascontiguousarray(quantiles)
+    x = gaussianised(torch.from_numpy(raw), torch.from_numpy(quantiles)).numpy()
+    x = x.astype(np.float64)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)
@@ -126,4 +153,4 @@ def fit_axes(
     axes = axes * np.where(signs == 0, 1.0, signs)
     coordinates = z @ axes
     scale = float(np.sqrt((coordinates**2).sum(axis=1).mean())) or 1.0
-    return PrincipalAxes(mean, std, axes, scale, list(dims))
+    return PrincipalAxes(quantiles, mean, std, axes, scale, list(dims))
