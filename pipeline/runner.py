@@ -23,9 +23,8 @@ from pipeline.errors import DataWarning, LeakageWarning, PipelineError, Training
 from pipeline.hierarchy import embeddings_table
 from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
-from pipeline.model import token_specs
 from pipeline.model_store import current_set
-from pipeline.predictions import predictions_table
+from pipeline.predictions import Stopwatch, predictions_table, score_rows
 from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
 from pipeline.predictors.leakage import find_leaks
 from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
@@ -319,29 +318,35 @@ def _target_type(con, spec: Spec, name: str, target: str) -> str:
 
 def _split(predictor: Predictor, keys: pa.Table, raw: np.ndarray) -> tuple[np.ndarray, ...]:
     """Rows labelled at training get their out-of-fold output (`train`); the rest are scored
-    by the fold models together (`unlabelled`)."""
+    by the fold models together (`unlabelled`). Rows are matched by key (a hash join)."""
     split = np.full(keys.num_rows, "unlabelled", dtype=object)
-    if predictor.out_of_fold is None or keys.num_rows == 0:
+    stored = predictor.out_of_fold
+    if stored is None or keys.num_rows == 0 or stored.num_rows == 0:
         return raw, split
     names = keys.column_names
-    position = {key: i for i, key in enumerate(_key_tuples(keys, names))}
-    stored = predictor.out_of_fold
-    oof_keys = _key_tuples(stored, names)
+    try:
+        stored_keys = stored.select(names).cast(keys.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+        return raw, split  # keys of another type than at training: no row matches
+    matched = keys.append_column("__row", pa.array(np.arange(keys.num_rows))).join(
+        stored_keys.append_column("__stored", pa.array(np.arange(stored.num_rows))),
+        keys=names,
+        join_type="inner",
+    )
+    rows = matched.column("__row").to_numpy()
+    outputs = stored.column("raw").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    outputs = outputs.reshape(stored.num_rows, -1)[matched.column("__stored").to_numpy()]
     raw = raw.copy()
-    for key, value in zip(oof_keys, stored.column("raw").to_pylist(), strict=True):
-        row = position.get(key)
-        if row is not None:
-            raw[row] = value if raw.ndim > 1 else value[0]
-            split[row] = "train"
+    raw[rows] = outputs if raw.ndim > 1 else outputs[:, 0]
+    split[rows] = "train"
     return raw, split
 
 
-def _key_tuples(table: pa.Table, names: list[str]) -> list[tuple]:
-    return list(zip(*(table.column(k).to_pylist() for k in names), strict=True))
-
-
-def predict(spec: Spec, name: str, target: str) -> int:
-    """Score every row of the space (target known or not) and write the predictions table."""
+def predict(spec: Spec, name: str, target: str, clock: Stopwatch | None = None) -> int:
+    """Score every row of the space (target known or not) and write the predictions table.
+    `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
+    build table, write)."""
+    clock = clock or Stopwatch()
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
     if predictor.space_version != space.version:
@@ -351,23 +356,25 @@ def predict(spec: Spec, name: str, target: str) -> int:
             f"predict --space {name} --retrain"
         )
     warehouse = warehouse_of(spec)
-    with warehouse.connect() as con:
+    with clock("read inputs"), warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
-    embeddings = space.embed(inputs)
-    features = predictor_features(inputs, embeddings)
-    every_model = predictor.raw(features)
-    raw, split = _split(predictor, inputs.keys, every_model)
-    importance = predictor.contributions(features)
-    if importance is None:
-        reference = predictor.importance_score(features)
-        importance = {}
-        for t, token in enumerate(token_specs(inputs)):
-            masked = predictor_features(inputs, space.embed(inputs, t), hidden_token=t)
-            importance[token.name] = np.abs(reference - predictor.importance_score(masked))
+    scores = score_rows(space, predictor, inputs, clock)
+    with clock("score"):
+        raw, split = _split(predictor, inputs.keys, scores.raw)
     drift = inputs.drift_warnings(spec.spaces[name].table)
     _warn(f"space {name} predicting {target}", drift)
-    table = predictions_table(predictor, inputs.keys, raw, features, split, importance, drift)
-    with warehouse.connect() as con:
+    with clock("build table"):
+        table = predictions_table(
+            predictor,
+            inputs.keys,
+            raw,
+            None,
+            split,
+            scores.importance,
+            drift,
+            ood=(scores.ood, scores.farthest),
+        )
+    with clock("write"), warehouse.connect() as con:
         warehouse.write_table(con, predictions_name(name, target), table)
     return table.num_rows
 

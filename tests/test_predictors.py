@@ -1,14 +1,24 @@
-"""Predictors: regression targets, targets never used as inputs, scoring after schema drift."""
+"""Predictors: regression targets, targets never used as inputs, scoring in batches, the
+predictions table's columns, tree contributions, scoring after schema drift."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import duckdb
+import lightgbm
+import numpy as np
+import pyarrow as pa
 import pytest
+import torch
+import torch.nn.functional as F
 
 from pipeline import runner
 from pipeline.errors import DataWarning
+from pipeline.predictions import OOD_WARNING_SIGMA, predictions_table, score_rows
+from pipeline.predictors import Predictor
+from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.gbdt import path_contributions, summed_paths
 from pipeline.space import Space
 from tests.conftest import demo_spec_dict, make_demo_warehouse, write_spec
 
@@ -56,6 +66,137 @@ def test_target_is_never_an_input(order_totals):
     names = {t.name for t in space.model.tokens}
     assert "total_amount" not in names and "total_amount" not in space.codecs
     assert "order_items" in names
+
+
+def test_scoring_in_batches_gives_the_same_scores(order_totals):
+    space = Space.load(runner.space_folder(order_totals, "orders"))
+    predictor = Predictor.load(runner.predictor_folder(order_totals, "orders", "total_amount"))
+    warehouse = runner.warehouse_of(order_totals)
+    with warehouse.connect() as con:
+        inputs = space.read_inputs(warehouse, con, order_totals)
+    whole = score_rows(space, predictor, inputs, batch_size=inputs.n_rows)
+    batched = score_rows(space, predictor, inputs, batch_size=37)
+    np.testing.assert_allclose(batched.raw, whole.raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.ood, whole.ood, rtol=1e-5, atol=1e-5)
+    assert list(batched.farthest) == list(whole.farthest)
+    assert list(batched.importance) == list(whole.importance) and whole.importance
+    for name, values in whole.importance.items():
+        np.testing.assert_allclose(batched.importance[name], values, rtol=1e-4, atol=1e-6)
+
+
+def _predictor(classes: list, positive: int | None) -> Predictor:
+    reference = np.eye(4, dtype=np.float32)
+    return Predictor(
+        space="s",
+        target="t",
+        task="classification",
+        model="mlp",
+        models=[],
+        classes=classes,
+        positive=positive,
+        ood_reference=reference,
+        ood_mean=3 * np.sqrt(2) / 4,  # a reference row: 0 to itself, sqrt(2) to the others
+        ood_std=0.1,
+        input_ranges={"a": [0.0, 1.0, 0.5]},
+        target_type="string",
+        space_version="s1",
+        version="p1",
+    )
+
+
+def test_predictions_table_columns_row_by_row():
+    """The MAP and LIST columns, built from whole arrays, hold per row what the contract
+    says: the probabilities by class label, the importance shares in input order, the shared
+    warnings, then an out-of-distribution one where the row is far out."""
+    predictor = _predictor(["no", "maybe", "yes"], None)
+    n = 7
+    rng = np.random.default_rng(0)
+    embeddings = np.tile(np.eye(4, dtype=np.float32), (2, 1))[:n]
+    embeddings[[2, 5]] = [[3.0, 3.0, 3.0, 3.0], [9.0, 0, 0, 0]]  # far from every reference row
+    table = rng.random((n, 1))
+    table[3, 0] = 4.0  # 6 sigmas above the training range of `a`
+    features = PredictorFeatures(embeddings, table, ["a"], ["a"], [])
+    raw = rng.normal(size=(n, 3))
+    importance = {"a": rng.random(n), "orders": rng.random(n), "embedding": np.zeros(n)}
+    drift = ["column b is new in main.t since the space was trained; not used until retrained"]
+    keys = pa.table({"id": pa.array(np.arange(n))})
+    split = np.array(["train", "unlabelled"] * 4, dtype=object)[:n]
+    out = predictions_table(predictor, keys, raw, features, split, importance, drift)
+
+    sigma, farthest = predictor.ood_sigma(features)
+    assert list(np.flatnonzero(sigma > OOD_WARNING_SIGMA)) == [2, 3, 5]
+    assert list(farthest) == [None, None, None, "a", None, None, None]
+    expected_warnings = []
+    for i in range(n):
+        row = list(drift)
+        if sigma[i] > OOD_WARNING_SIGMA:
+            why = " (a is outside its training range)" if i == 3 else ""
+            row.append(f"out of distribution: {sigma[i]:.1f} sigma from the training rows{why}")
+        expected_warnings.append(row)
+    assert out.column("warnings").to_pylist() == expected_warnings
+    probabilities = predictor.probabilities(raw)
+    assert out.column("probabilities").to_pylist() == [
+        list(zip(["no", "maybe", "yes"], row.tolist(), strict=True)) for row in probabilities
+    ]
+    shares = np.stack(list(importance.values()), axis=1)
+    shares /= shares.sum(axis=1, keepdims=True)
+    assert out.column("feature_importance").to_pylist() == [
+        list(zip(importance, row.tolist(), strict=True)) for row in shares
+    ]
+    assert out.column("prediction").to_pylist() == [
+        predictor.classes[i] for i in predictor.decide(probabilities)
+    ]
+    assert out.column("split").to_pylist() == list(split)
+    assert set(out.column("predictor_version").to_pylist()) == {"p1"}
+    assert out.schema.field("warnings").type == pa.list_(pa.string())
+    assert out.schema.field("feature_importance").type == pa.map_(pa.string(), pa.float64())
+
+    # no warnings, no importance, no rows: the same columns and types
+    quiet = predictions_table(
+        predictor, keys, raw, features, split, {}, [], ood=(np.zeros(n), np.full(n, None))
+    )
+    assert quiet.column("warnings").to_pylist() == [[]] * n
+    assert quiet.column("feature_importance").to_pylist() == [[]] * n
+    empty = predictions_table(
+        predictor,
+        keys.slice(0, 0),
+        raw[:0],
+        None,
+        split[:0],
+        {},
+        drift,
+        ood=(np.zeros(0), np.full(0, None)),
+    )
+    assert empty.num_rows == 0 and empty.schema == out.schema
+
+
+@pytest.mark.parametrize("objective", ["binary", "regression", "multiclass"])
+def test_tree_path_contributions_add_up_to_the_raw_score(objective: str):
+    """Per row and per output, the path contributions of the trees add up to the raw score
+    less the trees' mean output over the training rows (TreeSHAP's base value)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    x[::5, 2] = np.nan
+    y = {
+        "binary": (x[:, 0] + np.nan_to_num(x[:, 2]) > 0).astype(float),
+        "regression": 2 * x[:, 0] + x[:, 1] ** 2,
+        "multiclass": (x[:, 0] > 0) + (x[:, 1] > 0.5).astype(float),
+    }[objective]
+    params = {"objective": objective, "verbose": -1, "num_leaves": 7, "num_threads": 1}
+    if objective == "multiclass":
+        params["num_class"] = 3
+    booster = lightgbm.train(params, lightgbm.Dataset(x, y), 20)
+    paths = path_contributions(booster)
+    leaves = booster.predict(x, pred_leaf=True)
+    raw = booster.predict(x, raw_score=True).reshape(len(x), -1)
+    base = booster.predict(x, pred_contrib=True).reshape(len(x), raw.shape[1], -1)[0, :, -1]
+    outputs = booster.num_model_per_iteration()
+    n_trees = leaves.shape[1]
+    rows = torch.from_numpy(leaves.astype(np.int64) + np.arange(n_trees) * (len(paths) // n_trees))
+    for output in range(outputs):
+        signed = F.embedding_bag(rows[:, output::outputs], paths, mode="sum").numpy()
+        np.testing.assert_allclose(signed.sum(axis=1) + base[output], raw[:, output], atol=1e-9)
+    assert summed_paths(paths, leaves, outputs).shape == x.shape
 
 
 def test_missing_column_at_prediction_time_warns_and_still_predicts(order_totals):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import lightgbm
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipeline.predictors.candidates import inner_split, select_rows
 from pipeline.predictors.features import PredictorFeatures
@@ -48,6 +49,8 @@ class GradientBoostedModel:
     None for a model saved before the axes, which read the whole embedding."""
     record: dict = field(default_factory=dict)
     """How it was trained: rounds, early-stopping loss, parameters."""
+    paths: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    """`path_contributions` of the booster, built when first needed."""
 
     def raw(self, features: PredictorFeatures) -> np.ndarray:
         if features.n_rows == 0:
@@ -60,11 +63,17 @@ class GradientBoostedModel:
         return np.asarray(out, np.float64)
 
     def contributions(self, features: PredictorFeatures) -> dict[str, np.ndarray]:
+        """|Contribution| of each input group per row: `path_contributions` of the trees,
+        summed per input over the trees (and over the classes' trees, in absolute value),
+        then per group."""
         n_embedding = features.embeddings.shape[1] if self.axes is None else len(self.axes) - 1
-        width = n_embedding + features.table.shape[1] + 1
-        matrix = _matrix(features, self.axes)
-        contrib = np.abs(self.booster.predict(matrix, pred_contrib=True))
-        contrib = contrib.reshape(features.n_rows, -1, width).sum(axis=1)
+        if features.n_rows == 0:
+            contrib = np.zeros((0, n_embedding + features.table.shape[1]))
+        else:
+            if self.paths is None:
+                self.paths = path_contributions(self.booster)
+            leaves = self.booster.predict(_matrix(features, self.axes), pred_leaf=True)
+            contrib = summed_paths(self.paths, leaves, self.booster.num_model_per_iteration())
         groups: dict[str, np.ndarray] = {}
         if n_embedding:
             groups["embedding"] = contrib[:, :n_embedding].sum(axis=1)
@@ -87,6 +96,70 @@ class GradientBoostedModel:
         # saved before the axes (no tensor): it read the whole embedding
         axes = tensors["axes"].numpy().astype(np.float64) if "axes" in tensors else None
         return cls(booster, state["task"], state["n_classes"], axes, state.get("record", {}))
+
+
+def path_contributions(booster: lightgbm.Booster) -> torch.Tensor:
+    """[n_trees * max_leaves, n_features]: for each leaf of each tree (row `tree *
+    max_leaves + leaf`), how much each feature's splits on the path from the root moved the
+    tree's expected output, the expectation of a node being the mean output of the training
+    rows that reached it. A row's contributions over its leaves add up to its raw score less
+    the trees' mean output, as exact TreeSHAP values do, but they are read from this table
+    instead of computed per row: with 100 trees of 31 leaves on 25 inputs, LightGBM's
+    TreeSHAP (`pred_contrib`) scored about 2,000 rows per CPU-second, this about 80,000 (the
+    leaf lookup included). On `bench/predict_speed.py`'s model the per-row shares of the
+    input groups differed from TreeSHAP's by 0.01-0.015 on average and named the same top
+    group for 93-94% of rows."""
+    trees = booster.dump_model()["tree_info"]
+    max_leaves = max((tree["num_leaves"] for tree in trees), default=1)
+    table = np.zeros((len(trees) * max_leaves, booster.num_feature()))
+    for t, tree in enumerate(trees):
+        root = tree["tree_structure"]
+        if "split_feature" not in root:
+            continue  # a single leaf: its output is its expectation
+        expected = {}
+        _expectations(root, expected)
+        stack = [(root, np.zeros(booster.num_feature()))]
+        while stack:
+            node, moved = stack.pop()
+            if "split_feature" not in node:
+                table[t * max_leaves + node.get("leaf_index", 0)] = moved
+                continue
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                step = moved.copy()
+                step[node["split_feature"]] += expected[id(child)] - expected[id(node)]
+                stack.append((child, step))
+    return torch.from_numpy(table)
+
+
+def _expectations(node: dict, expected: dict[int, float]) -> float:
+    """Fill `expected[id(node)]` with the mean output of the training rows under each node
+    (weighted by their counts); returns the node's row count."""
+    if "split_feature" not in node:
+        expected[id(node)] = node["leaf_value"]
+        return node.get("leaf_count", 1)
+    left, right = node["left_child"], node["right_child"]
+    n_left, n_right = _expectations(left, expected), _expectations(right, expected)
+    total = n_left + n_right
+    if total:
+        expected[id(node)] = (n_left * expected[id(left)] + n_right * expected[id(right)]) / total
+    else:
+        expected[id(node)] = (expected[id(left)] + expected[id(right)]) / 2
+    return total
+
+
+def summed_paths(paths: torch.Tensor, leaves: np.ndarray, per_iteration: int) -> np.ndarray:
+    """[n, n_features]: each row's path contributions summed over the trees of each output
+    (a class of a multiclass model), in absolute value, then over the outputs.
+
+    Shape: paths [n_trees * max_leaves, n_features]; leaves [n, n_trees] (`pred_leaf`)."""
+    n_trees = leaves.shape[1]
+    max_leaves = len(paths) // max(n_trees, 1)
+    rows = torch.from_numpy(leaves.astype(np.int64) + np.arange(n_trees) * max_leaves)
+    total = torch.zeros(len(leaves), paths.shape[1], dtype=paths.dtype)
+    for output in range(per_iteration):  # tree t belongs to output t % per_iteration
+        total += F.embedding_bag(rows[:, output::per_iteration], paths, mode="sum").abs()
+    return total.numpy()
 
 
 class GradientBoosted:

@@ -19,6 +19,8 @@ from pipeline.predictors.targets import Target
 HIDDEN = 128
 PATIENCE = 10
 UPDATES = 1500
+INFERENCE_BATCH = 8192
+"""Rows scored at a time (the hidden layers of a batch are all that is held)."""
 
 
 class PredictorNet(nn.Module):
@@ -49,8 +51,15 @@ class EmbeddingMLPModel:
 
     @torch.no_grad()
     def raw(self, features: PredictorFeatures) -> np.ndarray:
+        """Logits [n, classes] or values [n], `INFERENCE_BATCH` rows at a time."""
         self.net.eval()
-        out = self.net(torch.from_numpy(features.embeddings)).numpy().astype(np.float64)
+        x = torch.from_numpy(np.asarray(features.embeddings, np.float32))
+        width = self.net.layers[-1].out_features
+        out = np.empty((len(x), width), np.float64)
+        for start in range(0, len(x), INFERENCE_BATCH):
+            out[start : start + INFERENCE_BATCH] = self.net(
+                x[start : start + INFERENCE_BATCH]
+            ).numpy()
         if self.task == "regression":
             return out[:, 0] * self.target_std + self.target_mean
         return out

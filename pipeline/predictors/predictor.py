@@ -146,29 +146,35 @@ class Predictor:
             },
         }
 
-    def ood_sigma(self, features: PredictorFeatures) -> tuple[np.ndarray, list[str | None]]:
+    @property
+    def reads_embeddings(self) -> bool:
+        """The fold models read the space's embeddings (a fine-tuned model runs the space
+        itself on the space's inputs instead)."""
+        return not isinstance(self.models[0], FineTunedModel)
+
+    def ood_sigma(self, features: PredictorFeatures) -> tuple[np.ndarray, np.ndarray]:
         """Per row: how far it is from the training rows, in sigmas, and the input that is
-        farthest out of its training range (None when none is). The larger of the distance
-        to the nearest training embeddings (in standard deviations of that distance among
-        the training rows) and how far any input lies outside its training [min, max] (in
-        its training standard deviations)."""
+        farthest out of its training range (an object array: None when none is, or when the
+        embedding is farther out). The larger of the distance to the nearest training
+        embeddings (the `ood_reference` sample, in standard deviations of that distance
+        among its rows) and how far any input lies outside its training [min, max] (in its
+        training standard deviations)."""
         embeddings = np.asarray(features.embeddings, np.float32)
         distances = knn_distance(embeddings, self.ood_reference)
         sigma = (distances - self.ood_mean) / self.ood_std
+        ranged = [(j, name) for j, name in enumerate(features.names) if name in self.input_ranges]
         beyond = np.zeros(features.n_rows)
-        which: list[str | None] = [None] * features.n_rows
-        for j, name in enumerate(features.names):
-            if name not in self.input_ranges:
-                continue
-            low, high, std = self.input_ranges[name]
-            x = features.table[:, j]
+        which = np.full(features.n_rows, None, dtype=object)
+        if ranged and features.n_rows:
+            columns, names = zip(*ranged, strict=True)
+            low, high, std = np.array([self.input_ranges[name] for name in names]).T
+            x = features.table[:, list(columns)]
             with np.errstate(invalid="ignore"):
                 out = np.nan_to_num(np.maximum(x - high, low - x) / std, nan=0.0)
-            for i in np.flatnonzero(out > beyond):
-                beyond[i], which[i] = out[i], name
-        return np.maximum(sigma, beyond), [
-            name if beyond[i] > sigma[i] else None for i, name in enumerate(which)
-        ]
+            farthest = out.argmax(axis=1)  # the first input of the largest excess
+            beyond = np.maximum(out[np.arange(len(out)), farthest], 0.0)
+            which = np.where(beyond > 0, np.array(names, dtype=object)[farthest], None)
+        return np.maximum(sigma, beyond), np.where(beyond > sigma, which, None)
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, folder: Path, keep: int = model_store.KEEP_VERSIONS) -> str:
@@ -248,15 +254,25 @@ class Predictor:
         )
 
 
-def knn_distance(x: np.ndarray, reference: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+def knn_distance(
+    x: np.ndarray, reference: np.ndarray, exclude_self: bool = False, batch_size: int = 4096
+) -> np.ndarray:
+    """[n]: mean Euclidean distance from each row of `x` to its `OOD_NEIGHBOURS` nearest rows
+    of `reference` (leaving out the nearest, the row itself, with `exclude_self`). Squared
+    distances come from one matrix product per batch of rows, and only the nearest are
+    square-rooted."""
     out = np.empty(len(x), np.float32)
     k = min(OOD_NEIGHBOURS + int(exclude_self), len(reference))
-    for start in range(0, len(x), 2048):
-        chunk = torch.cdist(torch.from_numpy(x[start : start + 2048]), torch.from_numpy(reference))
-        nearest = chunk.topk(k, largest=False).values
+    ref = torch.from_numpy(np.ascontiguousarray(reference, np.float32))
+    ref_squared = ref.square().sum(dim=1)
+    for start in range(0, len(x), batch_size):
+        rows = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], np.float32))
+        squared = torch.addmm(ref_squared[None], rows, ref.T, alpha=-2)
+        squared += rows.square().sum(dim=1, keepdim=True)
+        nearest = squared.topk(k, largest=False).values.clamp_min_(0).sqrt_()
         if exclude_self:
             nearest = nearest[:, 1:]
-        out[start : start + 2048] = nearest.mean(dim=1).numpy()
+        out[start : start + batch_size] = nearest.mean(dim=1).numpy()
     return out
 
 
