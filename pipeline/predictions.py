@@ -68,10 +68,12 @@ def score_rows(
     inputs: SpaceInputs,
     clock: Stopwatch | None = None,
     batch_size: int = PREDICT_BATCH,
+    embeddings: np.ndarray | None = None,
 ) -> Scores:
     """Embed and score every row of `inputs` in batches of `batch_size` rows: the fold
     models' outputs, per-row importance (the model's own contributions, or by masking one
-    token of the space at a time) and the out-of-distribution distance."""
+    token of the space at a time) and the out-of-distribution distance. `embeddings`: the
+    rows' stored embeddings [n, d] when they are current (read, not recomputed)."""
     clock = clock or Stopwatch()
     n = inputs.n_rows
     # the table inputs (parent columns, child statistics) of every row; embeddings per batch
@@ -81,9 +83,9 @@ def score_rows(
     for start in range(0, max(n, 1), batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         with clock("embed"):
-            embeddings = space.embed(inputs, rows=rows)
+            batch = space.embed(inputs, rows=rows) if embeddings is None else embeddings[rows]
         features = dataclasses.replace(
-            table_inputs, embeddings=embeddings, table=table_inputs.table[rows], rows=rows
+            table_inputs, embeddings=batch, table=table_inputs.table[rows], rows=rows
         )
         with clock("score"):
             raw_parts.append(predictor.raw(features))

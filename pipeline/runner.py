@@ -358,7 +358,11 @@ def predict(spec: Spec, name: str, target: str, clock: Stopwatch | None = None) 
     warehouse = warehouse_of(spec)
     with clock("read inputs"), warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
-    scores = score_rows(space, predictor, inputs, clock)
+        try:  # what `embed` wrote, when it covers every row with this version
+            stored = _space_rows_embeddings(con, spec, name, space.version)
+        except PipelineError:
+            stored = None
+    scores = score_rows(space, predictor, inputs, clock, embeddings=stored)
     with clock("score"):
         raw, split = _split(predictor, inputs.keys, scores.raw)
     drift = inputs.drift_warnings(spec.spaces[name].table)
