@@ -3,8 +3,9 @@
 Bounds (null rates, value ranges of numbers, the earliest time of timestamps, accepted
 values of small categories) are learned from the data a space is trained on
 (`learn_space_quality`, after training; or the first time a space is checked) and saved
-with the GX project under the artifacts folder. A check validates the table's current data against the suite learned
-before it, so it can fail: new data is never validated against bounds learned from itself.
+with the GX project under the artifacts folder. A check validates the table's current data
+against the suite learned before it, so it can fail: new data is never validated against
+bounds learned from itself.
 
 No table is copied into pandas. Bounds are learned, and every expectation that matters on
 every row (keys unique and not null, null rates, value ranges, accepted values) is checked,
