@@ -113,6 +113,9 @@ def test_auto_fine_tunes_only_near_the_best() -> None:
     assert "2.2% behind" in out_of_reach({"gbdt": 0.90, "mlp": 0.88})
     assert out_of_reach({"gbdt": -1.50, "mlp": -1.51}) is None  # RMSE, negated
     assert out_of_reach({"gbdt": 0.9}).startswith("not tried: no MLP")
+    # every candidate at chance (a random target): nothing to build on
+    assert "beats chance" in out_of_reach({"gbdt": 0.51, "mlp": 0.515}, chance=0.5)
+    assert out_of_reach({"gbdt": 0.61, "mlp": 0.607}, chance=0.5) is None
 
 
 def test_fine_tune_key_is_checked(tmp_path: Path) -> None:

@@ -116,12 +116,24 @@ def fine_tuning(
     )
 
 
-def out_of_reach(scores: dict[str, float]) -> str | None:
+MIN_LIFT = 0.02
+"""AUC above chance that the best candidate must reach for `auto` to fine-tune: where no
+candidate predicts anything, fine-tuning has nothing to build on and costs a space training
+per fold."""
+
+
+def out_of_reach(scores: dict[str, float], chance: float | None = None) -> str | None:
     """Why `auto` does not fine-tune after the other candidates scored (None: it does).
-    Scores are out-of-fold, higher better (RMSE negated)."""
+    Scores are out-of-fold, higher better (RMSE negated); `chance`: the score of a guess
+    (0.5 for AUC; None for regression)."""
     best = max(scores.values())
     if "mlp" not in scores:
         return "not tried: no MLP on the frozen embedding to start from"
+    if chance is not None and best < chance + MIN_LIFT:
+        return (
+            f"not tried: no candidate beats chance (best {best:.3f} against {chance:.2f}); "
+            "fine-tuning has nothing to build on -> set fine_tune: true to try it"
+        )
     gap = (best - scores["mlp"]) / max(abs(best), 1e-12)
     if gap <= REACH:
         return None

@@ -300,7 +300,9 @@ def train_predictor(
     if tuned is not None and model == "auto":
         # second round: fine-tuning starts from the embedding, so it is tried where the
         # frozen embedding's MLP came near the best candidate (or when the spec asks)
-        skipped = None if fine_tune else out_of_reach({r.name: r.score for r in results})
+        chance = 0.5 if target.task == "classification" else None  # scores are AUC then
+        scores = {r.name: r.score for r in results}
+        skipped = None if fine_tune else out_of_reach(scores, chance)
         if skipped is None:
             tried.append(tuned)
             results.append(cross_fit(tuned, features, target, folds, seed, forward))
