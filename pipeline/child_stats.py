@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import duckdb
@@ -288,19 +289,31 @@ def _value_sql(plan: ColumnPlan, alias: str, present: bool = True) -> str:
     return f"({render(column_type(plan.type).read_sql, column=column)})"
 
 
+def lookup_names(lookups: list[LookupPlan] | tuple) -> list[str]:
+    """How addresses name each referenced table: its space, or `space[foreign key]` when the
+    same space is referenced more than once (`airports[origin]`, `airports[destination]`)."""
+    counts = Counter(lookup.space for lookup in lookups)
+    return [
+        lookup.space
+        if counts[lookup.space] == 1
+        else f"{lookup.space}[{','.join(lookup.foreign_key)}]"
+        for lookup in lookups
+    ]
+
+
 def feature_names(plans: list[LinkPlan], references: list[ReferencePlan] | tuple = ()) -> list[str]:
     """Every statistic's address, in the order of `child_statistics` columns."""
     names = []
     for plan in plans:
         names += [name for name, _ in _direct(plan, plan.space, "null", set())]
-        for lookup in plan.lookups:
-            prefix = f"{plan.space}/{lookup.space}"
+        for lookup, lookup_name in zip(plan.lookups, lookup_names(plan.lookups), strict=True):
+            prefix = f"{plan.space}/{lookup_name}"
             names += [name for name, _ in _direct(lookup, prefix, "null", set(), count=False)]
         for g in plan.children:
             names += [name for name, _ in _direct(g, f"{plan.space}/{g.space}", "null", set())]
     names += [name for plan in plans for g in plan.children for name, _ in _stacked(plan, g, set())]
-    for reference in references:
-        space = reference.lookup.space
+    prefixes = lookup_names([r.lookup for r in references])
+    for reference, space in zip(references, prefixes, strict=True):
         names += [name for name, _ in _lookup_values(reference.lookup, space, "null", set())]
         for child in reference.children:
             names += [name for name, _ in _direct(child, f"{space}/{child.space}", "null", set())]
@@ -452,6 +465,9 @@ def _reference_blocks(
     `rows_table`."""
     lookup = reference.lookup
     joined = _on(lookup.foreign_key, lookup.key, "r", "s")
+    found = np.zeros(n_rows, bool)  # rows whose foreign key finds a referenced row
+    matched = f"select r.__row from {rows_table} r join {qualified(lookup.table)} s on {joined}"
+    found[fetch_arrow(con, matched).column("__row").to_numpy()] = True
     blocks = []
     values = _lookup_values(lookup, "", now, _missing(con, lookup))
     if values:
@@ -481,6 +497,8 @@ def _reference_blocks(
         block[:, 0] = np.nan_to_num(block[:, 0])
         blocks.append(block)
     blocks.append(_referrers(con, space, rows_table, n_rows, reference))
+    for block in blocks:  # no referenced row: nothing is known of it, not "no children"
+        block[~found] = np.nan
     return blocks
 
 
@@ -491,14 +509,15 @@ def _referrers(
     n_rows: int,
     reference: ReferencePlan,
 ) -> np.ndarray:
-    """[n_rows, 1]: other rows of `rows_table` referencing the same row (earlier ones only
-    when the space has a time column); NaN without a reference."""
+    """[n_rows, 1]: other rows of `rows_table` with the same foreign key (earlier ones only
+    when the space has a time column; NaN for a row without a time or a foreign key)."""
     foreign_key = [f"r.{quote(f)}" for f in reference.lookup.foreign_key]
     partition = ", ".join(foreign_key)
     null = " or ".join(f"{f} is null" for f in foreign_key)
     if reference.time_column:
         on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
         order = f"t.{quote(reference.time_column)}"
+        null += f" or {order} is null"
         count = f"rank() over (partition by {partition} order by {order}) - 1"
         source = f"from {rows_table} r join {qualified(reference.referrer_table)} t on {on}"
     else:
@@ -640,8 +659,8 @@ class ChildStatistics:
         )
 
     def groups(self) -> list[str]:
-        """The first part of the addresses: each child link's and each reference's space."""
-        spaces = [p.space for p in self.plans] + [r.lookup.space for r in self.references]
+        """The first part of the addresses: each child link's space, each reference's name."""
+        spaces = [p.space for p in self.plans] + lookup_names([r.lookup for r in self.references])
         return list(dict.fromkeys(spaces))
 
 

@@ -252,7 +252,9 @@ def _bound(value: Any) -> tuple[str, str] | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return ("scalar", repr(float(value))) if math.isfinite(value) else None
+        if not math.isfinite(value):
+            return None
+        return "scalar", f"cast('{float(value)!r}' as double)"  # a bare literal is a DECIMAL
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)

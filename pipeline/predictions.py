@@ -138,17 +138,17 @@ def masked_embeddings(space: Space, inputs: SpaceInputs, rows: np.ndarray) -> It
     `EMBED_BATCH` rows), with the column encoders run once for all tokens instead of once per
     token."""
     model = space.model.eval()
-    # (content, present) or (content, present, flat inputs), as the model's encoders give them
+    # (content, present, flat inputs), as the model's encoders give them
     encoded = [
         model.encode_tokens(gather(inputs, torch.as_tensor(rows[start : start + EMBED_BATCH])))
         for start in range(0, len(rows), EMBED_BATCH)
     ]
     for t in range(len(model.tokens)):
         views = []
-        for content, present, *flat in encoded:
+        for content, present, flat in encoded:
             hidden = torch.zeros_like(present)
             hidden[:, t] = True
-            views.append(model.embed_tokens(content, present, hidden, *flat).numpy())
+            views.append(model.embed_tokens(content, present, hidden, flat).numpy())
         yield np.concatenate(views) if views else np.zeros((0, model.config["embedding_dim"]))
 
 

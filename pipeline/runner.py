@@ -342,10 +342,17 @@ def _split(predictor: Predictor, keys: pa.Table, raw: np.ndarray) -> tuple[np.nd
     return raw, split
 
 
-def predict(spec: Spec, name: str, target: str, clock: Stopwatch | None = None) -> int:
+def predict(
+    spec: Spec,
+    name: str,
+    target: str,
+    clock: Stopwatch | None = None,
+    just_embedded: bool = False,
+) -> int:
     """Score every row of the space (target known or not) and write the predictions table.
     `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
-    build table, write)."""
+    build table, write). `just_embedded`: `embed` has just written every row's embedding
+    from the same inputs (as in `run`), so they are read instead of computed again."""
     clock = clock or Stopwatch()
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
@@ -358,10 +365,12 @@ def predict(spec: Spec, name: str, target: str, clock: Stopwatch | None = None) 
     warehouse = warehouse_of(spec)
     with clock("read inputs"), warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
-        try:  # what `embed` wrote, when it covers every row with this version
-            stored = _space_rows_embeddings(con, spec, name, space.version)
-        except PipelineError:
-            stored = None
+        stored = None
+        if just_embedded:
+            try:  # every row, embedded by this version
+                stored = _space_rows_embeddings(con, spec, name, space.version)
+            except PipelineError:
+                stored = None
     scores = score_rows(space, predictor, inputs, clock, embeddings=stored)
     with clock("score"):
         raw, split = _split(predictor, inputs.keys, scores.raw)
@@ -398,6 +407,6 @@ def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
     for name in spec.training_order():
         for target in spec.spaces[name].targets:
             predictor = train_target(spec, name, target)
-            predict(spec, name, target)
+            predict(spec, name, target, just_embedded=True)
             summary[name][f"{target}_metrics"] = predictor.metrics
     return summary

@@ -17,7 +17,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import runner
-from pipeline.child_stats import child_statistics
+from pipeline.child_stats import (
+    ColumnPlan,
+    LookupPlan,
+    ReferencePlan,
+    child_statistics,
+    feature_names,
+)
 from pipeline.inputs import ROWS_TABLE, create_rows_table
 from pipeline.space import Space
 from pipeline.spec import Spec
@@ -199,3 +205,20 @@ def test_referenced_values_match_sql(store_run) -> None:
         same = visits[visits.store_id == store]
         earlier = int((same.visited_at < visits.loc[visit, "visited_at"]).sum())
         assert values[row_of[visit]][names.index("stores/visits/count")] == earlier
+
+
+def test_a_space_referenced_twice_gets_two_addresses() -> None:
+    """Flights from and to airports: each reference's columns keep their own addresses."""
+    elevation = ColumnPlan("elevation", "number", "scalar")
+
+    def airports(foreign_key: str) -> ReferencePlan:
+        lookup = LookupPlan("airports", "main.airports", ("code",), (foreign_key,), (elevation,))
+        return ReferencePlan(lookup, (), "flights", "main.flights", None)
+
+    names = feature_names([], [airports("origin"), airports("destination")])
+    assert names == [
+        "airports[origin]/elevation",
+        "airports[origin]/flights/count",
+        "airports[destination]/elevation",
+        "airports[destination]/flights/count",
+    ]
