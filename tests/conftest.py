@@ -79,6 +79,18 @@ def held_out_churn_auc(spec: Spec, split_seeds: tuple[int, ...]) -> list[float]:
     ]
 
 
+def write_tables(path: Path, tables: dict) -> None:
+    """Create each Arrow table of `tables` (name -> pa.Table) in the DuckDB file `path`."""
+    con = duckdb.connect(str(path))
+    try:
+        for name, table in tables.items():
+            con.register("incoming", table)
+            con.execute(f"create table {name} as select * from incoming")
+            con.unregister("incoming")
+    finally:
+        con.close()
+
+
 def write_spec(path: Path, data: dict) -> Spec:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_spec(path)

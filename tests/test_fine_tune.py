@@ -18,7 +18,7 @@ from pipeline.errors import SpecError
 from pipeline.predictors import Predictor, predictor_features
 from pipeline.predictors.fine_tune import out_of_reach
 from pipeline.space import Space
-from tests.conftest import write_spec
+from tests.conftest import write_spec, write_tables
 
 N = 800
 
@@ -41,12 +41,7 @@ def _points(path: Path) -> dict[int, int]:
             "label": pa.array(np.where(np.arange(N) % 4 == 0, None, label), pa.int32()),
         }
     )
-    con = duckdb.connect(str(path))
-    try:
-        con.register("incoming", table)
-        con.execute("create table points as select * from incoming")
-    finally:
-        con.close()
+    write_tables(path, {"points": table})
     return dict(enumerate(label.tolist()))
 
 

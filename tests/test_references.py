@@ -27,7 +27,7 @@ from pipeline.child_stats import (
 from pipeline.inputs import ROWS_TABLE, create_rows_table
 from pipeline.space import Space
 from pipeline.spec import Spec
-from tests.conftest import write_spec
+from tests.conftest import write_spec, write_tables
 
 N_STORES = 60
 HELD_OUT = 4  # every 4th visit is held out (label NULL in the warehouse)
@@ -83,14 +83,7 @@ def store_run(tmp_path_factory) -> tuple[Spec, dict[str, pa.Table]]:
     folder = tmp_path_factory.mktemp("stores")
     warehouse = folder / "w.duckdb"
     tables = _tables()
-    con = duckdb.connect(str(warehouse))
-    try:
-        for name, table in tables.items():
-            con.register("incoming", table)
-            con.execute(f"create table {name} as select * from incoming")
-            con.unregister("incoming")
-    finally:
-        con.close()
+    write_tables(warehouse, tables)
     spec = write_spec(
         folder / "spaces.yaml",
         {

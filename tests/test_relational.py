@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from pipeline import runner
 from pipeline.errors import DataWarning, PipelineError
 from pipeline.spec import Spec
-from tests.conftest import write_spec
+from tests.conftest import write_spec, write_tables
 
 N_CUSTOMERS = 600
 HELD_OUT = 4  # every 4th customer is held out
@@ -66,14 +66,7 @@ def _shop(path: Path, seed: int = 0) -> dict[str, pa.Table]:
             }
         ),
     }
-    con = duckdb.connect(str(path))
-    try:
-        for name, table in tables.items():
-            con.register("incoming", table)
-            con.execute(f"create table {name} as select * from incoming")
-            con.unregister("incoming")
-    finally:
-        con.close()
+    write_tables(path, tables)
     return tables
 
 
