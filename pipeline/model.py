@@ -6,6 +6,7 @@ transformer keeps that shape, the head turns the [CLS] token into an L2-normalis
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -261,16 +262,42 @@ class SpaceModel(nn.Module):
         flat = self.flat_inputs(batch) if self.principal_axes else None
         return content, present, flat
 
-    def principal(self, flat: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+    def standardized(self, flat: torch.Tensor) -> torch.Tensor:
+        """The flat inputs [B, F] rank-gaussianised and standardized (weights applied)."""
+        return (gaussianised(flat, self.flat_quantiles) - self.flat_mean) / self.flat_std
+
+    def principal(
+        self,
+        flat: torch.Tensor,
+        hidden: torch.Tensor | None = None,
+        standardized: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The principal part [B, principal_axes + 1], L2-normalised: the constant
         coordinate, then the standardized flat inputs on the axes (a hidden token's inputs
-        read as the average row's)."""
-        z = (gaussianised(flat, self.flat_quantiles) - self.flat_mean) / self.flat_std
+        read as the average row's). `standardized`: `self.standardized(flat)` when the
+        caller has it already."""
+        z = self.standardized(flat) if standardized is None else standardized
         if hidden is not None:
             z = z * (~hidden)[:, self.flat_token]
         coordinates = z @ self.axes
         constant = self.axes_scale.expand(len(z), 1)
         return F.normalize(torch.cat([constant, coordinates], 1), dim=-1)
+
+    def token_masked_views(
+        self, flat: torch.Tensor, embeddings: torch.Tensor
+    ) -> Iterator[torch.Tensor]:
+        """Token by token, the rows' embeddings [B, embedding_dim] with that token's inputs
+        hidden from the principal part; the learned part is kept whole, read from the rows'
+        own `embeddings`. No transformer pass at all (importance by masking at scale; a
+        token seen only by the learned part is under-counted, see BENCHMARKS.md). Needs a
+        principal part."""
+        z = self.standardized(flat)
+        learned = embeddings[:, self.principal_axes + 1 :]
+        for t in range(len(self.tokens)):
+            hidden = torch.zeros(len(z), len(self.tokens), dtype=torch.bool)
+            hidden[:, t] = True
+            principal = self.principal(flat, hidden, standardized=z)
+            yield torch.cat([PRINCIPAL_WEIGHT * principal, learned], 1)
 
     def embed_tokens(
         self,

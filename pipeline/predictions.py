@@ -120,7 +120,7 @@ def _importance(
         return contributions
     reference = predictor.importance_score(features)
     masked = (
-        masked_embeddings(space, inputs, features.input_rows())
+        masked_embeddings(space, inputs, features.input_rows(), features.embeddings)
         if predictor.reads_embeddings
         else iter([features.embeddings] * len(tokens))
     )
@@ -132,17 +132,28 @@ def _importance(
 
 
 @torch.no_grad()
-def masked_embeddings(space: Space, inputs: SpaceInputs, rows: np.ndarray) -> Iterator[np.ndarray]:
-    """Token by token of the space: the embeddings of `rows` with that token hidden, as
-    `Space.embed(inputs, hidden_token=t, rows=rows)` gives them (in its batches of
-    `EMBED_BATCH` rows), with the column encoders run once for all tokens instead of once per
-    token."""
+def masked_embeddings(
+    space: Space, inputs: SpaceInputs, rows: np.ndarray, embeddings: np.ndarray
+) -> Iterator[np.ndarray]:
+    """Token by token of the space: the embeddings of `rows` with that token hidden. With a
+    principal part, the token is hidden from it alone (`SpaceModel.token_masked_views`: no
+    transformer pass); otherwise as `Space.embed(inputs, hidden_token=t, rows=rows)` gives
+    them, the column encoders run once for all tokens."""
     model = space.model.eval()
+    batches = [rows[start : start + EMBED_BATCH] for start in range(0, len(rows), EMBED_BATCH)]
+    if model.principal_axes:
+        views = [
+            model.token_masked_views(
+                model.flat_inputs(gather(inputs, torch.as_tensor(batch))),
+                torch.from_numpy(embeddings[start : start + len(batch)]),
+            )
+            for start, batch in zip(range(0, len(rows), EMBED_BATCH), batches, strict=True)
+        ]
+        for _ in model.tokens:
+            yield torch.cat([next(view) for view in views]).numpy()
+        return
     # (content, present, flat inputs), as the model's encoders give them
-    encoded = [
-        model.encode_tokens(gather(inputs, torch.as_tensor(rows[start : start + EMBED_BATCH])))
-        for start in range(0, len(rows), EMBED_BATCH)
-    ]
+    encoded = [model.encode_tokens(gather(inputs, torch.as_tensor(batch))) for batch in batches]
     for t in range(len(model.tokens)):
         views = []
         for content, present, flat in encoded:

@@ -80,3 +80,16 @@ def test_masked_view_cannot_read_a_hidden_token_through_the_principal_part() -> 
     assert not torch.allclose(full, seen)  # unhidden, they do
     torch.testing.assert_close(embedding.norm(dim=1), torch.ones(20))
     assert embedding.shape == (20, 32)
+    # importance views: token b hidden from the principal part alone, the learned part read
+    # from the row's own embedding, and the hidden token's values change nothing
+    views = list(model.token_masked_views(model.flat_inputs(rows), embedding))
+    moved_views = list(model.token_masked_views(model.flat_inputs(shifted), embedding))
+    assert len(views) == 2
+    principal_width = axes.n_axes + 1
+    torch.testing.assert_close(views[1][:, principal_width:], embedding[:, principal_width:])
+    torch.testing.assert_close(
+        views[1][:, :principal_width] / views[1][:, :principal_width].norm(dim=1, keepdim=True),
+        seen,
+    )
+    torch.testing.assert_close(views[1], moved_views[1])
+    assert not torch.allclose(views[0], moved_views[0])  # b seen when a is hidden
