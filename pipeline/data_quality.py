@@ -411,9 +411,10 @@ def learn_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
         bounds = _learn_bounds(con, space.table, profiles)
         sample = _space_sample(con, spec, name, columns, profiles)
     context = _context(gx, spec)
-    suite = gx.ExpectationSuite(name=name, notes=SUITE_NOTES)
-    for expectation in _expectations(gx, sample, profiles, space.key_columns, bounds):
-        suite.add_expectation(expectation)
+    expectations = list(_expectations(gx, sample, profiles, space.key_columns, bounds))
+    # given whole to the suite: `add_expectation` deep-copies the suite's expectations on
+    # every call (seconds for a wide table)
+    suite = gx.ExpectationSuite(name=name, notes=SUITE_NOTES, expectations=expectations)
     suite = context.suites.add_or_update(suite)
     log.info(
         "space %s: data-quality suite learned (%d expectations)", name, len(suite.expectations)

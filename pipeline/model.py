@@ -293,10 +293,12 @@ class SpaceModel(nn.Module):
         principal part."""
         z = self.standardized(flat)
         learned = embeddings[:, self.principal_axes + 1 :]
+        constant = self.axes_scale.expand(len(z), 1)
+        coordinates = z @ self.axes
         for t in range(len(self.tokens)):
-            hidden = torch.zeros(len(z), len(self.tokens), dtype=torch.bool)
-            hidden[:, t] = True
-            principal = self.principal(flat, hidden, standardized=z)
+            own = self.flat_token == t  # the token's inputs read as the average row's (0)
+            hidden = coordinates - z[:, own] @ self.axes[own]
+            principal = F.normalize(torch.cat([constant, hidden], 1), dim=-1)
             yield torch.cat([PRINCIPAL_WEIGHT * principal, learned], 1)
 
     def embed_tokens(

@@ -94,7 +94,11 @@ def gaussianised(flat: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     n_q = quantiles.shape[1]
     values = flat.T.contiguous()
     left = torch.searchsorted(quantiles, values, right=False)
-    right = torch.searchsorted(quantiles, values, right=True)
+    # where a value equals quantiles [left, end) the search from the right would stop at end
+    # (the end of that run of equal quantiles): read it instead of searching again
+    ends = _run_ends(quantiles)
+    at = left.clamp(max=n_q - 1)
+    right = torch.where(quantiles.gather(1, at) == values, ends.gather(1, at), left)
     below = (left - 1).clamp(min=0)
     above = left.clamp(max=n_q - 1)
     low, high = quantiles.gather(1, below), quantiles.gather(1, above)
@@ -103,6 +107,17 @@ def gaussianised(flat: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     rank = torch.where(right > left, (left + right - 1) / 2.0, between.to(flat.dtype))
     level = ((rank + 0.5) / n_q).clamp(0.5 / n_q, 1 - 0.5 / n_q)
     return (math.sqrt(2.0) * torch.erfinv(2 * level - 1)).T
+
+
+def _run_ends(quantiles: torch.Tensor) -> torch.Tensor:
+    """[F, Q]: for each quantile, the index after the last quantile equal to it."""
+    n_q = quantiles.shape[1]
+    index = torch.arange(n_q).expand_as(quantiles)
+    # a run ends where the next quantile differs (or at the end)
+    last = torch.ones_like(quantiles, dtype=torch.bool)
+    last[:, :-1] = quantiles[:, 1:] != quantiles[:, :-1]
+    ends = torch.where(last, index + 1, torch.full_like(index, n_q))
+    return ends.flip(1).cummin(1).values.flip(1)
 
 
 @dataclass

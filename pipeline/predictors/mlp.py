@@ -19,6 +19,10 @@ from pipeline.predictors.targets import Target
 HIDDEN = 128
 PATIENCE = 10
 UPDATES = 1500
+MIN_EPOCHS = 20
+MIN_ROWS_SEEN = 400_000
+"""Fewest epochs: MIN_EPOCHS, or fewer on large tables once this many rows are seen (a
+table of 40k rows: 10 epochs); early stopping may end sooner."""
 INFERENCE_BATCH = 8192
 """Rows scored at a time (the hidden layers of a batch are all that is held)."""
 
@@ -147,7 +151,8 @@ def _train(
     xv, yv = torch.from_numpy(x[stop_rows]), y[stop_rows]
     n = len(xt)
     batch = min(256, max(32, n // 8))
-    epochs = epochs or int(min(200, max(20, UPDATES * batch // max(n, 1))))
+    fewest = min(MIN_EPOCHS, max(2, math.ceil(MIN_ROWS_SEEN / max(n, 1))))
+    epochs = epochs or int(min(200, max(fewest, UPDATES * batch // max(n, 1))))
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     best, best_state, patience, steps, done, last = math.inf, None, 0, 0, 0, math.nan
     for _ in range(epochs):
