@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,24 +101,32 @@ def cross_fit_all(
     seed: int,
     forward: bool = False,
 ) -> list[CrossFit]:
-    """Cross-fit every candidate, in two lanes on a machine with two cores or more: the
-    candidates that draw from torch's global random generator one after another in one lane
-    (their draws stay in the same order, so results repeat exactly), the others in the
-    second. Every model trains on one thread. Results come in candidate order."""
-    lanes = [
-        [c for c in candidates if c.uses_torch_random],
-        [c for c in candidates if not c.uses_torch_random],
-    ]
-    if (os.cpu_count() or 1) < 2 or not all(lanes):
+    """Cross-fit every candidate, two at a time on a machine with two cores or more. The
+    candidates that draw from torch's global random generator run one after another on the
+    first worker (their draws stay in the same order, so results repeat exactly); the
+    others, which draw from their own seeds, are taken from a shared queue by whichever
+    worker is free. Every model trains on one thread. Results come in candidate order."""
+    ordered = [c for c in candidates if c.uses_torch_random]
+    free = queue.SimpleQueue()
+    for candidate in candidates:
+        if not candidate.uses_torch_random:
+            free.put(candidate)
+    if (os.cpu_count() or 1) < 2 or len(candidates) < 2:
         return [cross_fit(c, features, target, folds, seed, forward) for c in candidates]
 
-    def run(lane: list[Candidate]) -> list[CrossFit]:
-        return [cross_fit(c, features, target, folds, seed, forward) for c in lane]
+    def work(own: list[Candidate]) -> list[CrossFit]:
+        done = [cross_fit(c, features, target, folds, seed, forward) for c in own]
+        while True:
+            try:
+                candidate = free.get_nowait()
+            except queue.Empty:
+                return done
+            done.append(cross_fit(candidate, features, target, folds, seed, forward))
 
     with one_thread(), ThreadPoolExecutor(max_workers=2) as pool:
         done = {
             r.name: r
-            for future in [pool.submit(run, lane) for lane in lanes]
+            for future in [pool.submit(work, ordered), pool.submit(work, [])]
             for r in future.result()
         }
     return [done[c.name] for c in candidates]
