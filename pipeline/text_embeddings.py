@@ -83,11 +83,19 @@ def token_table() -> np.ndarray:
         return np.load(path)
     log.info("building the static MiniLM token table once for this machine (~20 s): %s", path)
     table = build_token_table()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as handle:
-        np.save(handle, table)
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, path)  # atomic: a concurrent builder writes the same bytes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as handle:
+            np.save(handle, table)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)  # atomic: a concurrent builder writes the same bytes
+    except OSError as error:
+        log.warning(
+            "could not save the static MiniLM token table to %s (%s): it is rebuilt by every "
+            "process -> set WAREHOUSE_SPACES_CACHE to a writable folder",
+            path,
+            error,
+        )
     return table
 
 

@@ -30,7 +30,13 @@ class CategoryCodec(Codec):
         return label(value)
 
     def labels(self, values: list) -> list[str | None]:
-        return [self.label(v) for v in values]
+        """One label per value; each distinct value is labelled once (a column of 60k rows
+        has a handful of distinct labels)."""
+        try:
+            memo = {value: self.label(value) for value in set(values)}
+        except TypeError:  # an unhashable value: label them one by one
+            return [self.label(v) for v in values]
+        return [memo[v] for v in values]
 
     def transform(self, values: list) -> dict[str, np.ndarray]:
         labels = self.labels(values)

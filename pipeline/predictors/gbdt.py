@@ -21,6 +21,10 @@ from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
 from pipeline.projection import principal_axes
 
+PREDICT_THREADS = 0
+"""Threads LightGBM predicts with (0: OpenMP's default, every core). Models train on one
+thread each (candidates train side by side) and would otherwise keep that for scoring;
+rows are scored independently, so the outputs do not depend on it."""
 MAX_ROUNDS = 1000
 PATIENCE = 50
 EMBEDDING_AXES = 8
@@ -55,7 +59,9 @@ class GradientBoostedModel:
     def raw(self, features: PredictorFeatures) -> np.ndarray:
         if features.n_rows == 0:
             return np.zeros((0, self.n_classes) if self.task == "classification" else 0)
-        out = self.booster.predict(_matrix(features, self.axes), raw_score=True)
+        out = self.booster.predict(
+            _matrix(features, self.axes), raw_score=True, num_threads=PREDICT_THREADS
+        )
         if self.task == "regression":
             return np.asarray(out, np.float64)
         if self.n_classes == 2:
@@ -72,7 +78,9 @@ class GradientBoostedModel:
         else:
             if self.paths is None:
                 self.paths = path_contributions(self.booster)
-            leaves = self.booster.predict(_matrix(features, self.axes), pred_leaf=True)
+            leaves = self.booster.predict(
+                _matrix(features, self.axes), pred_leaf=True, num_threads=PREDICT_THREADS
+            )
             contrib = summed_paths(self.paths, leaves, self.booster.num_model_per_iteration())
         groups: dict[str, np.ndarray] = {}
         if n_embedding:
