@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.child_stats import (
+from pipeline.child_plans import (
     ChildStatistics,
-    child_statistics,
     plan_references,
     plan_statistics,
     referenced_spaces,
 )
+from pipeline.child_stats import child_statistics
 from pipeline.encoders import column_type, fit_codec
 from pipeline.encoders.base import Codec, render
 from pipeline.hierarchy import ChildSet, Reference, read_children, read_references

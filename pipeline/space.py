@@ -13,7 +13,7 @@ import torch
 
 from pipeline import model_store
 from pipeline.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
-from pipeline.child_stats import ChildStatistics
+from pipeline.child_plans import ChildStatistics
 from pipeline.encoders import codec_from_state
 from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError

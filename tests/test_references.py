@@ -17,13 +17,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import runner
-from pipeline.child_stats import (
-    ColumnPlan,
-    LookupPlan,
-    ReferencePlan,
-    child_statistics,
-    feature_names,
-)
+from pipeline.child_plans import ColumnPlan, LookupPlan, ReferencePlan, feature_names
+from pipeline.child_stats import child_statistics
 from pipeline.inputs import ROWS_TABLE, create_rows_table
 from pipeline.space import Space
 from pipeline.spec import Spec
