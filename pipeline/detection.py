@@ -323,9 +323,10 @@ def _prototype_vectors() -> tuple[np.ndarray, np.ndarray]:
 
 
 def semantic_id_similarity(values: list[str]) -> float:
-    """0..1: how much more MiniLM sees `values` as machine identifiers than as words
-    (mean best cosine to id prototypes minus mean best cosine to word prototypes, rescaled:
-    UUIDs and hashes score ~1, SKU codes ~0.6, names and words ~0)."""
+    """0..1: how much more MiniLM's (static token) vectors see `values` as machine
+    identifiers than as words (mean best cosine to id prototypes minus mean best cosine to
+    word prototypes, rescaled: UUIDs, session ids and SKU codes score ~0.7, names and words
+    ~0)."""
     from pipeline.text_embeddings import encode
 
     sample = encode([str(v) for v in values])

@@ -6,7 +6,6 @@ transformer keeps that shape, the head turns the [CLS] token into an L2-normalis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -266,40 +265,45 @@ class SpaceModel(nn.Module):
         """The flat inputs [B, F] rank-gaussianised and standardized (weights applied)."""
         return (gaussianised(flat, self.flat_quantiles) - self.flat_mean) / self.flat_std
 
-    def principal(
-        self,
-        flat: torch.Tensor,
-        hidden: torch.Tensor | None = None,
-        standardized: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def principal(self, flat: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """The principal part [B, principal_axes + 1], L2-normalised: the constant
         coordinate, then the standardized flat inputs on the axes (a hidden token's inputs
-        read as the average row's). `standardized`: `self.standardized(flat)` when the
-        caller has it already."""
-        z = self.standardized(flat) if standardized is None else standardized
+        read as the average row's)."""
+        z = self.standardized(flat)
         if hidden is not None:
             z = z * (~hidden)[:, self.flat_token]
         coordinates = z @ self.axes
         constant = self.axes_scale.expand(len(z), 1)
         return F.normalize(torch.cat([constant, coordinates], 1), dim=-1)
 
-    def token_masked_views(
+    def seen_by_principal_part(self) -> list[bool]:
+        """Per token: whether its content reaches the principal part (more flat inputs than
+        its presence flag). A text token's content reaches only the learned part."""
+        counts = torch.bincount(self.flat_token, minlength=len(self.tokens))
+        return (counts > 1).tolist()
+
+    def masking_base(
         self, flat: torch.Tensor, embeddings: torch.Tensor
-    ) -> Iterator[torch.Tensor]:
-        """Token by token, the rows' embeddings [B, embedding_dim] with that token's inputs
-        hidden from the principal part; the learned part is kept whole, read from the rows'
-        own `embeddings`. No transformer pass at all (importance by masking at scale; a
-        token seen only by the learned part is under-counted, see BENCHMARKS.md). Needs a
-        principal part."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What `principal_masked_view` needs for rows with flat inputs [B, F] and stored
+        `embeddings` [B, embedding_dim]: their standardized inputs, their coordinates on the
+        axes, and the learned part of their embedding."""
         z = self.standardized(flat)
-        learned = embeddings[:, self.principal_axes + 1 :]
+        return z, z @ self.axes, embeddings[:, self.principal_axes + 1 :]
+
+    def principal_masked_view(
+        self, base: tuple[torch.Tensor, torch.Tensor, torch.Tensor], token: int
+    ) -> torch.Tensor:
+        """The rows' embeddings [B, embedding_dim] with `token`'s inputs hidden from the
+        principal part (they read as the average row's: the token's axes subtracted), the
+        learned part kept whole: no transformer pass (importance by masking at scale). Only
+        for tokens `seen_by_principal_part`; needs a principal part."""
+        z, coordinates, learned = base
+        own = self.flat_token == token
+        hidden = coordinates - z[:, own] @ self.axes[own]
         constant = self.axes_scale.expand(len(z), 1)
-        coordinates = z @ self.axes
-        for t in range(len(self.tokens)):
-            own = self.flat_token == t  # the token's inputs read as the average row's (0)
-            hidden = coordinates - z[:, own] @ self.axes[own]
-            principal = F.normalize(torch.cat([constant, hidden], 1), dim=-1)
-            yield torch.cat([PRINCIPAL_WEIGHT * principal, learned], 1)
+        principal = F.normalize(torch.cat([constant, hidden], 1), dim=-1)
+        return torch.cat([PRINCIPAL_WEIGHT * principal, learned], 1)
 
     def embed_tokens(
         self,

@@ -135,32 +135,39 @@ def _importance(
 def masked_embeddings(
     space: Space, inputs: SpaceInputs, rows: np.ndarray, embeddings: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """Token by token of the space: the embeddings of `rows` with that token hidden. With a
-    principal part, the token is hidden from it alone (`SpaceModel.token_masked_views`: no
-    transformer pass); otherwise as `Space.embed(inputs, hidden_token=t, rows=rows)` gives
-    them, the column encoders run once for all tokens."""
+    """Token by token of the space: the embeddings of `rows` with that token hidden. A token
+    whose content reaches the principal part is hidden from it alone
+    (`SpaceModel.principal_masked_view`: no transformer pass, the learned part read from
+    `embeddings`); any other token (text, or every token of a space without a principal
+    part) as `Space.embed(inputs, hidden_token=t, rows=rows)` hides it, the column encoders
+    run once for all tokens."""
     model = space.model.eval()
+    width = model.config["embedding_dim"]
     batches = [rows[start : start + EMBED_BATCH] for start in range(0, len(rows), EMBED_BATCH)]
-    if model.principal_axes:
-        views = [
-            model.token_masked_views(
-                model.flat_inputs(gather(inputs, torch.as_tensor(batch))),
-                torch.from_numpy(embeddings[start : start + len(batch)]),
-            )
-            for start, batch in zip(range(0, len(rows), EMBED_BATCH), batches, strict=True)
-        ]
-        for _ in model.tokens:
-            yield torch.cat([next(view) for view in views]).numpy()
-        return
-    # (content, present, flat inputs), as the model's encoders give them
-    encoded = [model.encode_tokens(gather(inputs, torch.as_tensor(batch))) for batch in batches]
+    principal = model.seen_by_principal_part() if model.principal_axes else []
+    gathered = [gather(inputs, torch.as_tensor(batch)) for batch in batches]
+    bases = [
+        model.masking_base(
+            model.flat_inputs(part), torch.from_numpy(embeddings[start : start + len(batch)])
+        )
+        for part, start, batch in zip(
+            gathered, range(0, len(rows), EMBED_BATCH), batches, strict=True
+        )
+        if any(principal)
+    ]
+    # (content, present, flat inputs) as the model's encoders give them, for full masking
+    full = not principal or not all(principal)
+    encoded = [model.encode_tokens(part) for part in gathered] if full else []
     for t in range(len(model.tokens)):
-        views = []
-        for content, present, flat in encoded:
-            hidden = torch.zeros_like(present)
-            hidden[:, t] = True
-            views.append(model.embed_tokens(content, present, hidden, flat).numpy())
-        yield np.concatenate(views) if views else np.zeros((0, model.config["embedding_dim"]))
+        if principal and principal[t]:
+            views = [model.principal_masked_view(base, t).numpy() for base in bases]
+        else:
+            views = []
+            for content, present, flat in encoded:
+                hidden = torch.zeros_like(present)
+                hidden[:, t] = True
+                views.append(model.embed_tokens(content, present, hidden, flat).numpy())
+        yield np.concatenate(views) if views else np.zeros((0, width), np.float32)
 
 
 def predictions_table(

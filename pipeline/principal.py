@@ -112,7 +112,7 @@ def gaussianised(flat: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
 def _run_ends(quantiles: torch.Tensor) -> torch.Tensor:
     """[F, Q]: for each quantile, the index after the last quantile equal to it."""
     n_q = quantiles.shape[1]
-    index = torch.arange(n_q).expand_as(quantiles)
+    index = torch.arange(n_q, device=quantiles.device).expand_as(quantiles)
     # a run ends where the next quantile differs (or at the end)
     last = torch.ones_like(quantiles, dtype=torch.bool)
     last[:, :-1] = quantiles[:, 1:] != quantiles[:, :-1]

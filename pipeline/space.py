@@ -14,7 +14,7 @@ import torch
 from pipeline import model_store
 from pipeline.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
 from pipeline.child_plans import ChildStatistics
-from pipeline.encoders import codec_from_state
+from pipeline.encoders import codec_from_state, stale_text_codecs
 from pipeline.encoders.base import Codec
 from pipeline.errors import DataError, PipelineError
 from pipeline.hierarchy import link_name, read_versions
@@ -23,6 +23,7 @@ from pipeline.model import SpaceModel, gather, token_specs
 from pipeline.profiling import ColumnProfile
 from pipeline.projection import principal_axes
 from pipeline.spec import Spec
+from pipeline.text_embeddings import MODEL_NAME
 from pipeline.training import TrainingResult, train_space
 from pipeline.training_plan import space_budget
 from pipeline.warehouse import Warehouse, qualified, quote, table_columns
@@ -252,6 +253,14 @@ class Space:
             raise PipelineError(
                 f"space {folder.name}: the weights in {path} are not version "
                 f"{description['version']} -> retrain the space"
+            )
+        stale = stale_text_codecs(description["codecs"])
+        if stale:
+            used = ", ".join(f"{column} ({model})" for column, model in stale.items())
+            raise PipelineError(
+                f"space {folder.name}: its text was embedded with another text encoder than "
+                f"this version's {MODEL_NAME}: {used} -> retrain it: python -m pipeline train "
+                f"--space {folder.name} (python -m pipeline run retrains every space in order)"
             )
         codecs = {name: codec_from_state(s) for name, s in description["codecs"].items()}
         return cls(

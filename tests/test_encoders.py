@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.encoders import build_encoder, codec_from_state, column_type, fit_codec, type_names
+from pipeline.encoders import (
+    LEGACY_TEXT_MODEL,
+    build_encoder,
+    codec_from_state,
+    column_type,
+    fit_codec,
+    stale_text_codecs,
+    type_names,
+)
 from pipeline.encoders.base import Codec
-from pipeline.text_embeddings import TEXT_DIM
+from pipeline.text_embeddings import MODEL_NAME, TEXT_DIM
 
 DAY = 86_400.0
 EPOCH_2024 = 1_704_067_200.0  # 2024-01-01 00:00:00 UTC
@@ -304,3 +312,17 @@ def test_timestamp_features_are_finite_and_bounded() -> None:
     assert np.abs(features[:, 1:]).max() <= 1.0 + 1e-6
     weekday = codec.transform(np.array([EPOCH_2024, EPOCH_2024 + 7 * DAY]))["features"]
     np.testing.assert_allclose(weekday[0, 3:5], weekday[1, 3:5], atol=1e-5)
+
+
+def test_a_codec_names_its_text_encoder_and_an_older_one_is_stale() -> None:
+    """A model trained on other text vectors must be retrained, not fed the new ones."""
+    codec = fit_codec("category", "plan", ["free", "pro", "free", None])
+    state = codec.state()
+    assert state["text_model"] == MODEL_NAME
+    assert stale_text_codecs({"plan": state}) == {}
+    saved_before = {k: v for k, v in state.items() if k != "text_model"}
+    assert stale_text_codecs({"plan": saved_before}) == {"plan": LEGACY_TEXT_MODEL}
+    assert codec_from_state(saved_before).vocabulary == codec.vocabulary
+    numbers = fit_codec("scalar", "amount", np.array([1.0, 2.0, 3.0]))
+    assert "text_model" not in numbers.state()  # no text, nothing to go stale
+    assert stale_text_codecs({"amount": numbers.state()}) == {}

@@ -82,9 +82,11 @@ def test_masked_view_cannot_read_a_hidden_token_through_the_principal_part() -> 
     assert embedding.shape == (20, 32)
     # importance views: token b hidden from the principal part alone, the learned part read
     # from the row's own embedding, and the hidden token's values change nothing
-    views = list(model.token_masked_views(model.flat_inputs(rows), embedding))
-    moved_views = list(model.token_masked_views(model.flat_inputs(shifted), embedding))
-    assert len(views) == 2
+    assert model.seen_by_principal_part() == [True, True]
+    base = model.masking_base(model.flat_inputs(rows), embedding)
+    moved_base = model.masking_base(model.flat_inputs(shifted), embedding)
+    views = [model.principal_masked_view(base, t) for t in range(2)]
+    moved_views = [model.principal_masked_view(moved_base, t) for t in range(2)]
     principal_width = axes.n_axes + 1
     torch.testing.assert_close(views[1][:, principal_width:], embedding[:, principal_width:])
     torch.testing.assert_close(

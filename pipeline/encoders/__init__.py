@@ -48,7 +48,25 @@ def codec_from_state(state: dict) -> Codec:
     """Rebuild a saved codec from its plain JSON state (no pickle)."""
     state = dict(state)
     type_name, column = state.pop("type"), state.pop("column")
+    state.pop("text_model", None)  # checked by `stale_text_codecs`
     return column_type(type_name).codec.from_state(column, state)
+
+
+LEGACY_TEXT_MODEL = "all-MiniLM-L6-v2"
+"""The text encoder of codecs saved before they named theirs (the transformer per value)."""
+
+
+def stale_text_codecs(states: dict[str, dict]) -> dict[str, str]:
+    """Column -> the text encoder of each saved semantic codec whose values went through
+    another encoder than this version's (its model was trained on other vectors)."""
+    from pipeline.text_embeddings import MODEL_NAME
+
+    return {
+        column: state.get("text_model", LEGACY_TEXT_MODEL)
+        for column, state in states.items()
+        if column_type(state["type"]).codec.semantic
+        and state.get("text_model", LEGACY_TEXT_MODEL) != MODEL_NAME
+    }
 
 
 def build_encoder(type_name: str, sizes: dict[str, int], d_model: int) -> nn.Module:

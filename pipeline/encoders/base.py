@@ -47,8 +47,14 @@ class Codec:
         return {"n_features": self.n_features, "n_classes": self.n_classes}
 
     def state(self) -> dict:
-        """Plain JSON that `from_state` turns back into this codec."""
-        return {"type": self.type, "column": self.column}
+        """Plain JSON that `from_state` turns back into this codec (a semantic codec also
+        names the text encoder its values went through)."""
+        state = {"type": self.type, "column": self.column}
+        if self.semantic:
+            from pipeline.text_embeddings import MODEL_NAME
+
+            state["text_model"] = MODEL_NAME
+        return state
 
     @classmethod
     def from_state(cls, column: str, state: dict) -> Codec:

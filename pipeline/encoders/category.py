@@ -32,10 +32,9 @@ class CategoryCodec(Codec):
     def labels(self, values: list) -> list[str | None]:
         """One label per value; each distinct value is labelled once (a column of 60k rows
         has a handful of distinct labels)."""
-        try:
-            memo = {value: self.label(value) for value in set(values)}
-        except TypeError:  # an unhashable value: label them one by one
+        if not set(map(type, values)) <= {str, type(None)}:  # 0.0 == -0.0, 1 == True: apart
             return [self.label(v) for v in values]
+        memo = {value: self.label(value) for value in set(values)}
         return [memo[v] for v in values]
 
     def transform(self, values: list) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
-"""Free text: a projection of the value's MiniLM embedding (computed once per distinct value,
-cached in the warehouse). MiniLM reads the first 256 word pieces of long values."""
+"""Free text: a projection of the value's static MiniLM embedding (`pipeline.text_embeddings`:
+the mean of its tokens' vectors, computed once per distinct value and cached in the
+warehouse; the first 256 word pieces of long values count)."""
 
 from __future__ import annotations
 

@@ -21,8 +21,9 @@ PATIENCE = 10
 UPDATES = 1500
 MIN_EPOCHS = 20
 MIN_ROWS_SEEN = 400_000
-"""Fewest epochs: MIN_EPOCHS, or fewer on large tables once this many rows are seen (a
-table of 40k rows: 10 epochs); early stopping may end sooner."""
+"""Fewest epochs: MIN_EPOCHS, or fewer on large tables once this many rows are seen (40k
+rows left to fit after the early-stopping split: 10 epochs); early stopping may end
+sooner."""
 INFERENCE_BATCH = 8192
 """Rows scored at a time (the hidden layers of a batch are all that is held)."""
 
