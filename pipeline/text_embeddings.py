@@ -4,8 +4,8 @@ Text is embedded with **static MiniLM token vectors**: every token of all-MiniLM
 vocabulary is run through the real model once (`[CLS] token [SEP]`, mean-pooled as
 sentence-transformers pools), the table is centred on its mean token, and a value's
 embedding is the mean of its tokens' vectors, L2-normalised: a bag of MiniLM token meanings,
-without word order. That is 61-142x faster than running the transformer on every value
-(9k-48k distinct values per second on 2 cores against 145-340, no transformer loaded in a
+without word order. That is 62-183x faster than running the transformer on every value
+(16k-54k distinct values per second on 2 cores against 160-474, no transformer loaded in a
 run), at a loss against full MiniLM measured in `bench/text_speed.py` (BENCHMARKS.md).
 
 The token table (30,522 x 384 float32, 45 MB) is built once per machine from the installed
