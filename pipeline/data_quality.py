@@ -256,8 +256,9 @@ def learn_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
     )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = []
+    by_column = {p.column: p for p in profiles}
     for config in (e.configuration for e in suite.expectations):
-        exact = exact_check(config, {p.column: p for p in profiles}) is not None
+        exact = exact_check(config, by_column) is not None
         on, evaluated = (ON_TABLE, bounds.rows) if exact else (ON_SAMPLE, len(sample))
         rows.append(_row(name, config, "learned", None, None, None, on, evaluated, now))
     page = _write_results(spec, name, rows)

@@ -272,8 +272,12 @@ class SpaceModel(nn.Module):
         z = self.standardized(flat)
         if hidden is not None:
             z = z * (~hidden)[:, self.flat_token]
-        coordinates = z @ self.axes
-        constant = self.axes_scale.expand(len(z), 1)
+        return self._on_sphere(z @ self.axes)
+
+    def _on_sphere(self, coordinates: torch.Tensor) -> torch.Tensor:
+        """Coordinates on the axes [B, k] -> the principal part [B, k + 1]: the constant
+        coordinate in front, L2-normalised."""
+        constant = self.axes_scale.expand(len(coordinates), 1)
         return F.normalize(torch.cat([constant, coordinates], 1), dim=-1)
 
     def seen_by_principal_part(self) -> list[bool]:
@@ -300,9 +304,7 @@ class SpaceModel(nn.Module):
         for tokens `seen_by_principal_part`; needs a principal part."""
         z, coordinates, learned = base
         own = self.flat_token == token
-        hidden = coordinates - z[:, own] @ self.axes[own]
-        constant = self.axes_scale.expand(len(z), 1)
-        principal = F.normalize(torch.cat([constant, hidden], 1), dim=-1)
+        principal = self._on_sphere(coordinates - z[:, own] @ self.axes[own])
         return torch.cat([PRINCIPAL_WEIGHT * principal, learned], 1)
 
     def embed_tokens(

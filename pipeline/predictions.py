@@ -143,18 +143,19 @@ def masked_embeddings(
     run once for all tokens."""
     model = space.model.eval()
     width = model.config["embedding_dim"]
-    batches = [rows[start : start + EMBED_BATCH] for start in range(0, len(rows), EMBED_BATCH)]
+    starts = range(0, len(rows), EMBED_BATCH)
     principal = model.seen_by_principal_part() if model.principal_axes else []
-    gathered = [gather(inputs, torch.as_tensor(batch)) for batch in batches]
-    bases = [
-        model.masking_base(
-            model.flat_inputs(part), torch.from_numpy(embeddings[start : start + len(batch)])
-        )
-        for part, start, batch in zip(
-            gathered, range(0, len(rows), EMBED_BATCH), batches, strict=True
-        )
+    gathered = [gather(inputs, torch.as_tensor(rows[s : s + EMBED_BATCH])) for s in starts]
+    bases = (
+        [
+            model.masking_base(
+                model.flat_inputs(part), torch.from_numpy(embeddings[s : s + EMBED_BATCH])
+            )
+            for part, s in zip(gathered, starts, strict=True)
+        ]
         if any(principal)
-    ]
+        else []
+    )
     # (content, present, flat inputs) as the model's encoders give them, for full masking
     full = not principal or not all(principal)
     encoded = [model.encode_tokens(part) for part in gathered] if full else []

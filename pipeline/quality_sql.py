@@ -156,7 +156,8 @@ def exact_results(
     """Each expectation SQL computes, over every row of `table`, in `configs` order (None
     for the others): the row checks in one scan, each uniqueness check in a grouped one."""
     present = set(table_columns(con, table))
-    checks = [exact_check(c, {p.column: p for p in profiles}) for c in configs]
+    by_column = {p.column: p for p in profiles}
+    checks = [exact_check(c, by_column) for c in configs]
     ready = [c is not None and set(c.columns) <= present for c in checks]
     parts = ["count(*)"]
     for check, ok in zip(checks, ready, strict=True):
