@@ -341,10 +341,19 @@ class SpaceModel(nn.Module):
         tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
         if padding is not None and bool(padding.any()):
             padding = torch.cat([torch.zeros(len(tokens), 1, dtype=torch.bool), padding], dim=1)
-            encoded = self.transformer(tokens, src_key_padding_mask=padding)
         else:
-            encoded = self.transformer(tokens)
-        return F.normalize(self.head(encoded[:, 0]), dim=-1)
+            padding = None
+        return F.normalize(self.head(self._encoded_cls(tokens, padding)), dim=-1)
+
+    def _encoded_cls(self, tokens: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        """The transformer's output at the [CLS] position [B, d]: every layer but the last
+        over all positions, the last for [CLS] alone (its keys and values still read every
+        position). Nothing else of the last layer reaches the embedding, so this is the
+        whole transformer's [CLS] output at about 60% of its cost."""
+        layers = self.transformer.layers
+        for layer in layers[:-1]:
+            tokens = layer(tokens, src_key_padding_mask=padding)
+        return _last_layer_at_cls(layers[-1], tokens, padding)
 
     def forward(
         self, batch: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None = None
@@ -359,3 +368,34 @@ class SpaceModel(nn.Module):
     def from_description(cls, description: dict) -> SpaceModel:
         tokens = [TokenSpec(**t) for t in description["tokens"]]
         return cls(tokens, **description["config"])
+
+
+def _last_layer_at_cls(
+    layer: nn.TransformerEncoderLayer, tokens: torch.Tensor, padding: torch.Tensor | None
+) -> torch.Tensor:
+    """`layer(tokens)[:, 0]` for a pre-norm encoder layer (`norm_first=True`), computed for
+    the first position only: its query attends to every position's key and value (`padding`
+    True: left out), then its feed-forward block. Same weights, same dropout places."""
+    attention = layer.self_attn
+    batch, length, width = tokens.shape
+    heads = attention.num_heads
+    normed = layer.norm1(tokens)
+    weight, bias = attention.in_proj_weight, attention.in_proj_bias
+    query = F.linear(normed[:, :1], weight[:width], bias[:width])
+    key, value = F.linear(normed, weight[width:], bias[width:]).chunk(2, dim=-1)
+
+    def by_head(x: torch.Tensor) -> torch.Tensor:
+        return x.view(batch, -1, heads, width // heads).transpose(1, 2)
+
+    mask = None if padding is None else (~padding)[:, None, None, :]
+    attended = F.scaled_dot_product_attention(
+        by_head(query),
+        by_head(key),
+        by_head(value),
+        attn_mask=mask,
+        dropout_p=attention.dropout if layer.training else 0.0,
+    )
+    attended = attention.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
+    cls = tokens[:, :1] + layer.dropout1(attended)
+    cls = cls + layer._ff_block(layer.norm2(cls))
+    return cls[:, 0]

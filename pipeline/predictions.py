@@ -21,6 +21,7 @@ import torch
 from pipeline.inputs import SpaceInputs
 from pipeline.model import gather
 from pipeline.predictors import Predictor, predictor_features
+from pipeline.predictors.candidates import select_rows
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.space import EMBED_BATCH, Space
 
@@ -69,11 +70,14 @@ def score_rows(
     clock: Stopwatch | None = None,
     batch_size: int = PREDICT_BATCH,
     embeddings: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> Scores:
     """Embed and score every row of `inputs` in batches of `batch_size` rows: the fold
     models' outputs, per-row importance (the model's own contributions, or by masking one
     token of the space at a time) and the out-of-distribution distance. `embeddings`: the
-    rows' stored embeddings [n, d] when they are current (read, not recomputed)."""
+    rows' stored embeddings [n, d] when they are current (read, not recomputed). `known`
+    [n] bool: rows whose output the caller has already (their out-of-fold output): the fold
+    models do not score them, and their `raw` is left at 0 for the caller to fill in."""
     clock = clock or Stopwatch()
     n = inputs.n_rows
     # the table inputs (parent columns, child statistics) of every row; embeddings per batch
@@ -88,7 +92,9 @@ def score_rows(
             table_inputs, embeddings=batch, table=table_inputs.table[rows], rows=rows
         )
         with clock("score"):
-            raw_parts.append(predictor.raw(features))
+            raw_parts.append(
+                _fold_outputs(predictor, features, None if known is None else known[rows])
+            )
         with clock("importance"):
             importance_parts.append(_importance(space, predictor, inputs, features, tokens))
         with clock("OOD"):
@@ -102,6 +108,20 @@ def score_rows(
         ood=np.concatenate(ood_parts),
         farthest=np.concatenate(farthest_parts),
     )
+
+
+def _fold_outputs(
+    predictor: Predictor, features: PredictorFeatures, known: np.ndarray | None
+) -> np.ndarray:
+    """The fold models' mean output for the rows of `features` that are not `known` (0 for
+    those that are)."""
+    if known is None or not known.any():
+        return predictor.raw(features)
+    scored = np.flatnonzero(~known)
+    outputs = predictor.raw(select_rows(features, scored))
+    raw = np.zeros((features.n_rows, *outputs.shape[1:]), outputs.dtype)
+    raw[scored] = outputs
+    return raw
 
 
 def _importance(

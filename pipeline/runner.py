@@ -316,29 +316,37 @@ def _target_type(con, spec: Spec, name: str, target: str) -> str:
     raise PipelineError(f"space {name}: target column {target} not found")
 
 
-def _split(predictor: Predictor, keys: pa.Table, raw: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Rows labelled at training get their out-of-fold output (`train`); the rest are scored
-    by the fold models together (`unlabelled`). Rows are matched by key (a hash join)."""
-    split = np.full(keys.num_rows, "unlabelled", dtype=object)
+def _out_of_fold(predictor: Predictor, keys: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The rows labelled at training (matched by key, a hash join) and their out-of-fold
+    outputs [rows, outputs]: what they are given instead of the fold models' mean."""
+    none = np.zeros(0, np.int64), np.zeros((0, 1))
     stored = predictor.out_of_fold
     if stored is None or keys.num_rows == 0 or stored.num_rows == 0:
-        return raw, split
+        return none
     names = keys.column_names
     try:
         stored_keys = stored.select(names).cast(keys.schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-        return raw, split  # keys of another type than at training: no row matches
+        return none  # keys of another type than at training: no row matches
     matched = keys.append_column("__row", pa.array(np.arange(keys.num_rows))).join(
         stored_keys.append_column("__stored", pa.array(np.arange(stored.num_rows))),
         keys=names,
         join_type="inner",
     )
-    rows = matched.column("__row").to_numpy()
     outputs = stored.column("raw").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     outputs = outputs.reshape(stored.num_rows, -1)[matched.column("__stored").to_numpy()]
+    return matched.column("__row").to_numpy(), outputs
+
+
+def _split(
+    raw: np.ndarray, labelled: np.ndarray, outputs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows labelled at training get their out-of-fold output (`train`); the rest keep the
+    fold models' mean (`unlabelled`)."""
+    split = np.full(len(raw), "unlabelled", dtype=object)
     raw = raw.copy()
-    raw[rows] = outputs if raw.ndim > 1 else outputs[:, 0]
-    split[rows] = "train"
+    raw[labelled] = outputs if raw.ndim > 1 else outputs[:, 0]
+    split[labelled] = "train"
     return raw, split
 
 
@@ -371,9 +379,13 @@ def predict(
                 stored = _space_rows_embeddings(con, spec, name, space.version)
             except PipelineError:
                 stored = None
-    scores = score_rows(space, predictor, inputs, clock, embeddings=stored)
     with clock("score"):
-        raw, split = _split(predictor, inputs.keys, scores.raw)
+        labelled, outputs = _out_of_fold(predictor, inputs.keys)
+        known = np.zeros(inputs.n_rows, bool)
+        known[labelled] = True
+    scores = score_rows(space, predictor, inputs, clock, embeddings=stored, known=known)
+    with clock("score"):
+        raw, split = _split(scores.raw, labelled, outputs)
     drift = inputs.drift_warnings(spec.spaces[name].table)
     _warn(f"space {name} predicting {target}", drift)
     with clock("build table"):

@@ -94,14 +94,16 @@ def step_seconds(tokens: list[TokenSpec], d_model: int, n_layers: int, batch_siz
     """Cost model of one training step on the reference machine: a fixed cost per token plus
     the multiply-adds of the full view (every token) and the two masked views (half the
     tokens each) through the transformer (attention projections 4d², feed-forward 2 * d * 2d,
-    attention 2 * seq * d per token and layer), encoders and decoders (about 4d² per token and
-    view), and each child set once per row (projection, keys and values of up to
-    `TRAINING_CHILDREN` children, with their element-wise work); backward about twice the
-    forward."""
+    attention 2 * seq * d per token and layer; the last layer only keys and values 2d² per
+    token, the rest for [CLS] alone, see `SpaceModel._encoded_cls`), encoders and decoders
+    (about 4d² per token and view), and each child set once per row (projection, keys and
+    values of up to `TRAINING_CHILDREN` children, with their element-wise work); backward
+    about twice the forward."""
     n_tokens = len(tokens)
     forward = 0.0
     for seq in (n_tokens + 1, (n_tokens + 1) // 2 + 1, (n_tokens + 1) // 2 + 1):
-        forward += seq * n_layers * (8 * d_model**2 + 2 * seq * d_model)
+        forward += seq * (n_layers - 1) * (8 * d_model**2 + 2 * seq * d_model)
+        forward += seq * 2 * d_model**2 + 6 * d_model**2 + 2 * seq * d_model
     forward += N_VIEWS * n_tokens * 4 * d_model**2
     for token in tokens:
         if token.kind == "children":

@@ -82,6 +82,14 @@ def test_scoring_in_batches_gives_the_same_scores(order_totals):
     assert list(batched.importance) == list(whole.importance) and whole.importance
     for name, values in whole.importance.items():
         np.testing.assert_allclose(batched.importance[name], values, rtol=1e-4, atol=1e-6)
+    # rows whose output is known (the out-of-fold rows) are not scored; the others are
+    # scored as before, whatever batch they fall in
+    known = np.arange(inputs.n_rows) % 3 == 0
+    partly = score_rows(space, predictor, inputs, batch_size=37, known=known)
+    assert not partly.raw[known].any()
+    np.testing.assert_allclose(partly.raw[~known], whole.raw[~known], rtol=1e-5, atol=1e-6)
+    for name, values in whole.importance.items():
+        np.testing.assert_allclose(partly.importance[name], values, rtol=1e-4, atol=1e-6)
 
 
 def _predictor(classes: list, positive: int | None) -> Predictor:
