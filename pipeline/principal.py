@@ -94,17 +94,16 @@ def gaussianised(flat: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     n_q = quantiles.shape[1]
     values = flat.T.contiguous()
     left = torch.searchsorted(quantiles, values, right=False)
-    # where a value equals quantiles [left, end) the search from the right would stop at end
-    # (the end of that run of equal quantiles): read it instead of searching again
-    ends = _run_ends(quantiles)
-    at = left.clamp(max=n_q - 1)
-    right = torch.where(quantiles.gather(1, at) == values, ends.gather(1, at), left)
-    below = (left - 1).clamp(min=0)
     above = left.clamp(max=n_q - 1)
-    low, high = quantiles.gather(1, below), quantiles.gather(1, above)
-    step = (high - low).clamp(min=1e-12)
-    between = below + ((values - low) / step).clamp(0, 1) * (above > below)
-    rank = torch.where(right > left, (left + right - 1) / 2.0, between.to(flat.dtype))
+    below = (left - 1).clamp(min=0)
+    high, low = quantiles.gather(1, above), quantiles.gather(1, below)
+    # a value equal to quantiles [left, end) takes the middle of their ranks; `end` (the end
+    # of that run of equal quantiles) is read, not searched for again
+    tie = high == values
+    end = _run_ends(quantiles).gather(1, above).to(flat.dtype)
+    middle = (left.to(flat.dtype) + end - 1) * 0.5
+    fraction = ((values - low) / (high - low).clamp(min=1e-12)).clamp(0, 1) * (above > below)
+    rank = torch.where(tie, middle, below.to(flat.dtype) + fraction)
     level = ((rank + 0.5) / n_q).clamp(0.5 / n_q, 1 - 0.5 / n_q)
     return (math.sqrt(2.0) * torch.erfinv(2 * level - 1)).T
 

@@ -21,7 +21,7 @@ from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
 from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE, read_in_row_order
+from pipeline.inputs import ROWS_TABLE, SpaceInputs, read_in_row_order
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model_store import current_set
 from pipeline.predictions import Stopwatch, predictions_table, score_rows
@@ -184,12 +184,14 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
     return space
 
 
-def embed(spec: Spec, name: str) -> int:
-    """Embed every current row of the space with the saved model; returns the row count."""
+def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
+    """Embed every current row of the space with the saved model; returns the row count.
+    `inputs`: the rows as `Space.read_inputs` gave them for the current model (else read)."""
     space = Space.load(space_folder(spec, name))
     warehouse = warehouse_of(spec)
-    with warehouse.connect() as con:
-        inputs = space.read_inputs(warehouse, con, spec)
+    if inputs is None:
+        with warehouse.connect() as con:
+            inputs = space.read_inputs(warehouse, con, spec)
     _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
     embeddings = space.embed(inputs)
     if not np.isfinite(embeddings).all():
@@ -258,15 +260,19 @@ def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
     return times
 
 
-def train_target(spec: Spec, name: str, target: str) -> Predictor:
+def train_target(
+    spec: Spec, name: str, target: str, inputs: SpaceInputs | None = None
+) -> Predictor:
     """Cross-fit the predictor candidates for `name.target` on the space's embeddings, its
-    columns and its child statistics; keep the best (see `pipeline.predictors`)."""
+    columns and its child statistics; keep the best (see `pipeline.predictors`). `inputs`:
+    as for `embed`."""
     warehouse = warehouse_of(spec)
     started = dt.datetime.now(dt.UTC)
     space = Space.load(space_folder(spec, name))
     with warehouse.connect() as con:
         target_type = _target_type(con, spec, name, target)
-        inputs = space.read_inputs(warehouse, con, spec)
+        if inputs is None:
+            inputs = space.read_inputs(warehouse, con, spec)
         embeddings = _space_rows_embeddings(con, spec, name, space.version)
         values = _target_column(con, spec, name, target)
         time_order = _time_order(con, spec, name)
@@ -356,11 +362,13 @@ def predict(
     target: str,
     clock: Stopwatch | None = None,
     just_embedded: bool = False,
+    inputs: SpaceInputs | None = None,
 ) -> int:
     """Score every row of the space (target known or not) and write the predictions table.
     `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
     build table, write). `just_embedded`: `embed` has just written every row's embedding
-    from the same inputs (as in `run`), so they are read instead of computed again."""
+    from the same inputs (as in `run`), so they are read instead of computed again.
+    `inputs`: as for `embed`."""
     clock = clock or Stopwatch()
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
@@ -372,7 +380,8 @@ def predict(
         )
     warehouse = warehouse_of(spec)
     with clock("read inputs"), warehouse.connect() as con:
-        inputs = space.read_inputs(warehouse, con, spec)
+        if inputs is None:
+            inputs = space.read_inputs(warehouse, con, spec)
         stored = None
         if just_embedded:
             try:  # every row, embedded by this version
@@ -405,12 +414,20 @@ def predict(
 
 
 def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
-    """The whole pipeline: validate, then bottom-up train + embed, then predictors."""
+    """The whole pipeline: validate, then bottom-up train + embed, then predictors. A space
+    with targets is read once: its embed, predictor and predict steps share the inputs."""
     validate(spec)
     summary: dict[str, dict] = {}
+    shared: dict[str, SpaceInputs] = {}
     for name in spec.training_order():
         space = train(spec, name, progress=progress)
-        rows = embed(spec, name)
+        warehouse = warehouse_of(spec)
+        with warehouse.connect() as con:
+            inputs = space.read_inputs(warehouse, con, spec)
+        rows = embed(spec, name, inputs)
+        if spec.spaces[name].targets:
+            shared[name] = inputs
+        del inputs
         summary[name] = {
             "version": space.version,
             "rows": rows,
@@ -418,7 +435,7 @@ def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
         }
     for name in spec.training_order():
         for target in spec.spaces[name].targets:
-            predictor = train_target(spec, name, target)
-            predict(spec, name, target, just_embedded=True)
+            predictor = train_target(spec, name, target, shared.get(name))
+            predict(spec, name, target, just_embedded=True, inputs=shared.get(name))
             summary[name][f"{target}_metrics"] = predictor.metrics
     return summary
