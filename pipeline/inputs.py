@@ -104,6 +104,18 @@ def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> 
     )
 
 
+def rows_table_of(con: duckdb.DuckDBPyConnection, keys: pa.Table) -> None:
+    """`__space_rows(__row, key...)` from keys already read in row order: a step given the
+    inputs another step read joins on the same rows (their keys, not the table's current
+    order)."""
+    rows = keys.append_column("__row", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    con.register("__space_rows_given", rows)
+    try:
+        con.execute(f"create or replace temp table {ROWS_TABLE} as from __space_rows_given")
+    finally:
+        con.unregister("__space_rows_given")
+
+
 def read_in_row_order(
     con: duckdb.DuckDBPyConnection, spec: Spec, name: str, select: str
 ) -> pa.Table:

@@ -21,7 +21,7 @@ from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
 from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE, SpaceInputs, read_in_row_order
+from pipeline.inputs import ROWS_TABLE, SpaceInputs, read_in_row_order, rows_table_of
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model_store import current_set
 from pipeline.predictions import Stopwatch, predictions_table, score_rows
@@ -273,6 +273,8 @@ def train_target(
         target_type = _target_type(con, spec, name, target)
         if inputs is None:
             inputs = space.read_inputs(warehouse, con, spec)
+        else:
+            rows_table_of(con, inputs.keys)
         embeddings = _space_rows_embeddings(con, spec, name, space.version)
         values = _target_column(con, spec, name, target)
         time_order = _time_order(con, spec, name)
@@ -382,6 +384,8 @@ def predict(
     with clock("read inputs"), warehouse.connect() as con:
         if inputs is None:
             inputs = space.read_inputs(warehouse, con, spec)
+        elif just_embedded:
+            rows_table_of(con, inputs.keys)
         stored = None
         if just_embedded:
             try:  # every row, embedded by this version
