@@ -27,6 +27,13 @@ thread each (candidates train side by side) and would otherwise keep that for sc
 rows are scored independently, so the outputs do not depend on it."""
 MAX_ROUNDS = 1000
 PATIENCE = 50
+LEARNING_RATE = 0.05
+LARGE_LEARNING_RATE = 0.1
+LARGE_FROM_ROWS = 50_000
+"""Fit rows from which the trees take LARGE_LEARNING_RATE: each tree is fitted on many rows,
+and half the rounds reach the same fit. On TPC-H's 225k labelled line items (3 folds, out of
+fold, no test row): AUC 0.8909 at 0.1 against 0.8907 at 0.05, in 21.5 s against 30.9 s. No
+table of `bench/relational.py` has that many rows."""
 EMBEDDING_AXES = 8
 
 
@@ -187,7 +194,9 @@ class GradientBoosted:
         axes = fit_axes(features.embeddings[rows], self.n_axes)
         n_classes = len(target.classes or [])
         params = {
-            "learning_rate": 0.05,
+            "learning_rate": LARGE_LEARNING_RATE
+            if len(fit_rows) >= LARGE_FROM_ROWS
+            else LEARNING_RATE,
             "num_leaves": 31,
             "min_data_in_leaf": int(min(20, max(2, len(fit_rows) // 20))),
             "feature_fraction": 0.8,
