@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.predictors import PredictorFeatures, read_target, train_predictor
+from pipeline.predictors import PredictorFeatures, leakage, read_target, train_predictor
 from pipeline.predictors.selection import assign_folds
 
 N = 400
@@ -102,3 +102,21 @@ def test_targets_keep_their_own_values(values, arrow_type, classes, positive) ->
 def test_a_target_with_one_class_is_a_clear_error() -> None:
     with pytest.raises(DataError, match=r"spaces\.s\.columns\.t: every known target is '1'"):
         read_target("s", "t", "boolean", pa.chunked_array([pa.array([1] * 20, pa.int32())]))
+
+
+def test_the_leak_scan_reads_a_sample_of_a_large_table(monkeypatch) -> None:
+    """Past MAX_ROWS labelled rows the scan reads a seeded sample: a column that equals the
+    label is still flagged, an honest strong one is not, and the result repeats."""
+    monkeypatch.setattr(leakage, "MAX_ROWS", 300)
+    rng = np.random.default_rng(3)
+    n = 2000
+    label = rng.integers(0, 2, n)
+    strong = label + rng.normal(scale=0.8, size=n)  # AUC about 0.8 alone
+    table = np.stack([label * 10.0 + rng.normal(scale=0.01, size=n), strong], axis=1)
+    features = PredictorFeatures(
+        np.zeros((n, 2), np.float32), table, ["refund", "visits"], ["refund", "visits"], []
+    )
+    target = read_target("s", "churned", "boolean", pa.chunked_array([pa.array(label == 1)]))
+    leaks = leakage.find_leaks(features, target, seed=0)
+    assert [leak.input for leak in leaks] == ["refund"]
+    assert leaks == leakage.find_leaks(features, target, seed=0)

@@ -21,6 +21,9 @@ AUC_LIMIT = 0.98
 R2_LIMIT = 0.95
 BINS = 32
 MIN_ROWS = 20
+MAX_ROWS = 50_000
+"""Labelled rows the scan reads at most (a seeded sample): an input that alone scores AUC
+0.98 on 50k rows does so on all of them (the AUC's sampling error there is about 0.002)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,13 @@ class Leak:
 
 
 def find_leaks(features: PredictorFeatures, target: Target, seed: int) -> list[Leak]:
-    """Inputs of `features.table` that alone reach AUC > 0.98 (classes) or R² > 0.95."""
+    """Inputs of `features.table` that alone reach AUC > 0.98 (classes) or R² > 0.95, on at
+    most MAX_ROWS labelled rows."""
     rows = np.flatnonzero(target.known)
     if len(rows) < MIN_ROWS or features.table.shape[1] == 0:
         return []
+    if len(rows) > MAX_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
     y = target.y[rows]
     halves = np.random.default_rng(seed).permutation(len(rows)) % 2
     leaks = []
