@@ -8,7 +8,9 @@ import pytest
 
 from pipeline.errors import DataError
 from pipeline.predictors import PredictorFeatures, leakage, read_target, train_predictor
-from pipeline.predictors.selection import assign_folds
+from pipeline.predictors.gbdt import GradientBoosted, feature_fraction
+from pipeline.predictors.leakage import rank_auc
+from pipeline.predictors.selection import assign_folds, cross_fit
 
 N = 400
 
@@ -120,3 +122,27 @@ def test_the_leak_scan_reads_a_sample_of_a_large_table(monkeypatch) -> None:
     leaks = leakage.find_leaks(features, target, seed=0)
     assert [leak.input for leak in leaks] == ["refund"]
     assert leaks == leakage.find_leaks(features, target, seed=0)
+
+
+def test_trees_on_a_wide_table_sample_its_inputs_and_still_find_the_signal() -> None:
+    """Past 125 inputs each tree reads 100 of them (not 80%): on 300 noise statistics and one
+    planted one, the trees still score the planted signal out of fold."""
+    assert feature_fraction(40) == feature_fraction(125) == 0.8
+    assert round(feature_fraction(452) * 452) == 100 and feature_fraction(5000) == 0.2
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 2, N)
+    table = rng.normal(size=(N, 301))
+    table[:, 137] += 2.0 * label
+    features = PredictorFeatures(
+        np.zeros((N, 0), np.float32),
+        table,
+        [f"orders/s{i}" for i in range(301)],
+        ["orders"] * 301,
+        [],
+    )
+    target = read_target("s", "churned", "boolean", pa.chunked_array([pa.array(label == 1)]))
+    folds = assign_folds(target, seed=0)
+    fitted = cross_fit(GradientBoosted("gbdt_aggregates", 0), features, target, folds, 0)
+    hyper = fitted.models[0].record["hyperparameters"]
+    assert hyper["feature_fraction"] == pytest.approx(100 / 301)
+    assert rank_auc(label == 1, fitted.out_of_fold[:, 1]) > 0.85

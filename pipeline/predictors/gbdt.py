@@ -35,12 +35,24 @@ and half the rounds reach the same fit. On TPC-H's 225k labelled line items (3 f
 fold, no test row): AUC 0.8909 at 0.1 against 0.8907 at 0.05, in 21.5 s against 30.9 s. No
 table of `bench/relational.py` has that many rows."""
 EMBEDDING_AXES = 8
+FEATURE_FRACTION = 0.8
+FEATURES_PER_TREE = 100
+"""On a wide table (hundreds of child statistics) a tree samples this many inputs rather
+than 80% of them (at least 20%): its time grows with the inputs it reads, and on TPC-H's
+customers with 8 child tables (452 inputs) two candidates took 36-38 s of a 140 s run.
+Tables up to 125 inputs keep 80%: on two bench tasks of 24 and 45 inputs, 25% cost 0.003-0.009
+out-of-fold AUC, and every table of `bench/relational.py` has fewer than 125."""
 
 
 def fit_axes(embeddings: np.ndarray, n_axes: int) -> np.ndarray:
     """[1 + k, dim]: the mean embedding, then its first k <= n_axes principal axes."""
     k = min(n_axes, embeddings.shape[1], max(len(embeddings) - 1, 0))
     return principal_axes(embeddings, k)
+
+
+def feature_fraction(n_inputs: int) -> float:
+    """Share of the inputs each tree reads: 80%, or FEATURES_PER_TREE of a wide table."""
+    return min(FEATURE_FRACTION, max(FEATURES_PER_TREE / max(n_inputs, 1), 0.2))
 
 
 def _matrix(features: PredictorFeatures, axes: np.ndarray | None) -> np.ndarray:
@@ -199,7 +211,7 @@ class GradientBoosted:
             else LEARNING_RATE,
             "num_leaves": 31,
             "min_data_in_leaf": int(min(20, max(2, len(fit_rows) // 20))),
-            "feature_fraction": 0.8,
+            "feature_fraction": feature_fraction(features.table.shape[1] + len(axes) - 1),
             "lambda_l2": 1.0,
             "seed": seed,
             "deterministic": True,
