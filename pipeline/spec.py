@@ -80,7 +80,7 @@ class TrainingSpec(_Strict):
     time_budget_s: float | None = Field(default=None, gt=0)
     """Seconds a space's training should take on the reference machine (2 cores), turned into
     a step count by a cost model, so runs stay reproducible; unset: 15 s + 0.3 s per 1,000
-    rows, at most 45 s."""
+    rows, at most 30 s."""
 
 
 class SpaceSpec(_Strict):
