@@ -337,7 +337,8 @@ def timed(step):
             parts = kwargs["timings"] = {}
         began = time.perf_counter()
         result = untimed(*args, **kwargs)
-        entry = {"step": step, "space": called.get("name"), "target": called.get("target"),
+        entry = {"step": step.lstrip("_"), "space": called.get("name"),
+                 "target": called.get("target"),
                  "seconds": time.perf_counter() - began}
         if step in ("embed", "predict") and isinstance(result, int):
             entry["rows"] = result
@@ -347,7 +348,9 @@ def timed(step):
         save()  # a run stopped by the timeout still tells which steps finished
         return result
     setattr(runner, step, call)  # runner.run calls each step by its module-level name
-for step in ("validate", "train", "embed", "train_target", "predict"):
+# run trains through _train (which also hands the rows read to embed) where it exists
+for step in ("validate", "_train" if hasattr(runner, "_train") else "train", "embed",
+             "train_target", "predict"):
     timed(step)
 kwargs = {"progress": False} if "progress" in inspect.signature(runner.run).parameters else {}
 out["summary"] = runner.run(spec, **kwargs)

@@ -130,6 +130,12 @@ def validate(spec: Spec) -> list[SpaceValidation]:
 def train(spec: Spec, name: str, progress: bool = True) -> Space:
     """Train a space (its children and references must be embedded already) and save it.
     The warehouse is read, closed while the model trains, then reopened to write the record."""
+    return _train(spec, name, progress)[0]
+
+
+def _train(spec: Spec, name: str, progress: bool = True) -> tuple[Space, SpaceInputs]:
+    """`train`, and the rows it trained on as the saved codecs read them (what `embed` would
+    read again)."""
     warehouse = warehouse_of(spec)
     with warehouse.connect() as con:
         profiles = stored_profiles(con, spec, name)
@@ -181,7 +187,7 @@ def train(spec: Spec, name: str, progress: bool = True) -> Space:
     log.info(
         "space %s trained: version %s, losses %s", name, space.version, space.training.final_losses
     )
-    return space
+    return space, data.inputs
 
 
 def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
@@ -418,16 +424,14 @@ def predict(
 
 
 def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
-    """The whole pipeline: validate, then bottom-up train + embed, then predictors. A space
-    with targets is read once: its embed, predictor and predict steps share the inputs."""
+    """The whole pipeline: validate, then bottom-up train + embed, then predictors. Each
+    space is read once: its embed, predictor and predict steps read the rows it was trained
+    on."""
     validate(spec)
     summary: dict[str, dict] = {}
     shared: dict[str, SpaceInputs] = {}
     for name in spec.training_order():
-        space = train(spec, name, progress=progress)
-        warehouse = warehouse_of(spec)
-        with warehouse.connect() as con:
-            inputs = space.read_inputs(warehouse, con, spec)
+        space, inputs = _train(spec, name, progress=progress)
         rows = embed(spec, name, inputs)
         if spec.spaces[name].targets:
             shared[name] = inputs

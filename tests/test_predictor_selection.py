@@ -10,7 +10,7 @@ from pipeline.errors import DataError
 from pipeline.predictors import PredictorFeatures, leakage, read_target, train_predictor
 from pipeline.predictors.gbdt import GradientBoosted, feature_fraction
 from pipeline.predictors.leakage import rank_auc
-from pipeline.predictors.selection import assign_folds, cross_fit
+from pipeline.predictors.selection import assign_folds, cross_fit, n_folds
 
 N = 400
 
@@ -146,3 +146,7 @@ def test_trees_on_a_wide_table_sample_its_inputs_and_still_find_the_signal() -> 
     hyper = fitted.models[0].record["hyperparameters"]
     assert hyper["feature_fraction"] == pytest.approx(100 / 301)
     assert rank_auc(label == 1, fitted.out_of_fold[:, 1]) > 0.85
+
+
+def test_fewer_folds_on_more_labelled_rows() -> None:
+    assert [n_folds(n) for n in (500, 19_999, 20_000, 99_999, 100_000)] == [5, 5, 3, 3, 2]
