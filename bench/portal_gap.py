@@ -29,6 +29,7 @@ import relational  # noqa: E402
 import relational_data  # noqa: E402
 
 from pipeline import runner  # noqa: E402
+from pipeline.predictor_reads import target_column  # noqa: E402
 from pipeline.predictors import predictor_features  # noqa: E402
 from pipeline.space import Space  # noqa: E402
 from pipeline.spec import load_spec  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
     with warehouse.connect() as con:
         inputs = space.read_inputs(warehouse, con, spec)
         labels = np.array(
-            runner._target_column(con, spec, task.parent, task.target).to_pylist(), dtype=object
+            target_column(con, spec, task.parent, task.target).to_pylist(), dtype=object
         )
     features = predictor_features(inputs, np.zeros((inputs.n_rows, 1)))
     ours = pd.DataFrame(features.table, columns=features.names)

@@ -17,14 +17,19 @@ import pyarrow as pa
 
 from pipeline.artifacts import load_json
 from pipeline.data_quality import QualityReport, check_space_quality, learn_space_quality
-from pipeline.encoders import column_type
-from pipeline.encoders.base import render
 from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
-from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE, SpaceInputs, read_in_row_order, rows_table_of
+from pipeline.inputs import SpaceInputs, rows_table_of
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model_store import current_set
 from pipeline.predictions import Stopwatch, predictions_table, score_rows
+from pipeline.predictor_reads import (
+    out_of_fold,
+    split_by_training,
+    stored_embeddings,
+    target_column,
+    target_type,
+    time_order,
+)
 from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
 from pipeline.predictors.leakage import find_leaks
 from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
@@ -33,7 +38,7 @@ from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.training import TrainingResult
 from pipeline.validation import check_key, check_space_columns
-from pipeline.warehouse import Warehouse, fetch_arrow, literal, quote
+from pipeline.warehouse import Warehouse, literal
 
 log = logging.getLogger(__name__)
 
@@ -219,53 +224,6 @@ def _warn(where: str, messages: list[str], category: type[Warning] = DataWarning
         warnings.warn(f"{where}: {message}", category, stacklevel=3)
 
 
-def _space_rows_embeddings(con, spec: Spec, name: str, version: str) -> np.ndarray:
-    """The stored embeddings of a space, in key order; every row must have one, embedded by
-    the space's current `version`."""
-    keys = spec.spaces[name].key_columns
-    on = " and ".join(f"e.{quote(k)} = r.{quote(k)}" for k in keys)
-    table = fetch_arrow(
-        con,
-        f"select r.__row, e.embedding, e.space_version from {ROWS_TABLE} r left join "
-        f"{embeddings_table(spec, name)} e on {on} order by r.__row",
-    )
-    column = table.column("embedding")
-    stale = sum(v not in (None, version) for v in table.column("space_version").to_pylist())
-    if column.null_count or stale:
-        raise PipelineError(
-            f"space {name}: {column.null_count} row(s) have no embedding and {stale} were "
-            f"embedded by another version of the space than the current {version} -> run "
-            f"python -m pipeline embed --space {name}"
-        )
-    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return flat.astype(np.float32).reshape(len(table), -1)
-
-
-def _target_column(con, spec: Spec, name: str, target: str) -> pa.ChunkedArray:
-    """The target column as stored (its own type), in row order."""
-    return read_in_row_order(con, spec, name, f"t.{quote(target)}").column(0)
-
-
-def _time_order(con, spec: Spec, name: str) -> np.ndarray | None:
-    """Epoch seconds of the space's `time_column` in row order (NULL last), or None."""
-    space = spec.spaces[name]
-    if not space.time_column:
-        return None
-    epoch = render(column_type("timestamp").read_sql, column=f"t.{quote(space.time_column)}")
-    column = read_in_row_order(con, spec, name, epoch).column(0).to_pylist()
-    times = np.array([np.inf if t is None else t for t in column], np.float64)
-    if not np.isfinite(times).any():
-        _warn(
-            f"space {name}",
-            [
-                f"time_column {space.time_column} has no value that reads as a time; "
-                "predictors are validated on random folds instead of the latest rows"
-            ],
-        )
-        return None
-    return times
-
-
 def train_target(
     spec: Spec, name: str, target: str, inputs: SpaceInputs | None = None
 ) -> Predictor:
@@ -276,16 +234,24 @@ def train_target(
     started = dt.datetime.now(dt.UTC)
     space = Space.load(space_folder(spec, name))
     with warehouse.connect() as con:
-        target_type = _target_type(con, spec, name, target)
+        kind = target_type(con, spec, name, target)
         if inputs is None:
             inputs = space.read_inputs(warehouse, con, spec)
         else:
             rows_table_of(con, inputs.keys)
-        embeddings = _space_rows_embeddings(con, spec, name, space.version)
-        values = _target_column(con, spec, name, target)
-        time_order = _time_order(con, spec, name)
+        embeddings = stored_embeddings(con, spec, name, space.version)
+        values = target_column(con, spec, name, target)
+        times = time_order(con, spec, name)
+    if times is None and spec.spaces[name].time_column:
+        _warn(
+            f"space {name}",
+            [
+                f"time_column {spec.spaces[name].time_column} has no value that reads as a "
+                "time; predictors are validated on random folds instead of the latest rows"
+            ],
+        )
     # the warehouse is not held while the candidates train
-    labels = read_target(name, target, target_type, values)
+    labels = read_target(name, target, kind, values)
     features = predictor_features(inputs, embeddings)
     leaks = [leak.message(name, target) for leak in find_leaks(features, labels, spec.seed)]
     _warn(f"space {name}", leaks, LeakageWarning)
@@ -296,7 +262,7 @@ def train_target(
         spec.seed,
         model=spec.spaces[name].column(target).model,
         epochs=spec.training.predictor_epochs,
-        time_order=time_order,
+        time_order=times,
         space=space.model,
         fine_tune=spec.spaces[name].column(target).fine_tune,
     )
@@ -321,47 +287,6 @@ def train_target(
         )
     log.info("predictor %s.%s: %s", name, target, predictor.metrics)
     return predictor
-
-
-def _target_type(con, spec: Spec, name: str, target: str) -> str:
-    for p in stored_profiles(con, spec, name):
-        if p.column == target:
-            return p.detected_type
-    raise PipelineError(f"space {name}: target column {target} not found")
-
-
-def _out_of_fold(predictor: Predictor, keys: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """The rows labelled at training (matched by key, a hash join) and their out-of-fold
-    outputs [rows, outputs]: what they are given instead of the fold models' mean."""
-    none = np.zeros(0, np.int64), np.zeros((0, 1))
-    stored = predictor.out_of_fold
-    if stored is None or keys.num_rows == 0 or stored.num_rows == 0:
-        return none
-    names = keys.column_names
-    try:
-        stored_keys = stored.select(names).cast(keys.schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
-        return none  # keys of another type than at training: no row matches
-    matched = keys.append_column("__row", pa.array(np.arange(keys.num_rows))).join(
-        stored_keys.append_column("__stored", pa.array(np.arange(stored.num_rows))),
-        keys=names,
-        join_type="inner",
-    )
-    outputs = stored.column("raw").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    outputs = outputs.reshape(stored.num_rows, -1)[matched.column("__stored").to_numpy()]
-    return matched.column("__row").to_numpy(), outputs
-
-
-def _split(
-    raw: np.ndarray, labelled: np.ndarray, outputs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows labelled at training get their out-of-fold output (`train`); the rest keep the
-    fold models' mean (`unlabelled`)."""
-    split = np.full(len(raw), "unlabelled", dtype=object)
-    raw = raw.copy()
-    raw[labelled] = outputs if raw.ndim > 1 else outputs[:, 0]
-    split[labelled] = "train"
-    return raw, split
 
 
 def predict(
@@ -395,16 +320,16 @@ def predict(
         stored = None
         if just_embedded:
             try:  # every row, embedded by this version
-                stored = _space_rows_embeddings(con, spec, name, space.version)
+                stored = stored_embeddings(con, spec, name, space.version)
             except PipelineError:
                 stored = None
     with clock("score"):
-        labelled, outputs = _out_of_fold(predictor, inputs.keys)
+        labelled, outputs = out_of_fold(predictor, inputs.keys)
         known = np.zeros(inputs.n_rows, bool)
         known[labelled] = True
     scores = score_rows(space, predictor, inputs, clock, embeddings=stored, known=known)
     with clock("score"):
-        raw, split = _split(scores.raw, labelled, outputs)
+        raw, split = split_by_training(scores.raw, labelled, outputs)
     drift = inputs.drift_warnings(spec.spaces[name].table)
     _warn(f"space {name} predicting {target}", drift)
     with clock("build table"):
