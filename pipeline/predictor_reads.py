@@ -65,6 +65,7 @@ def time_order(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> np.ndar
 
 
 def target_type(con: duckdb.DuckDBPyConnection, spec: Spec, name: str, target: str) -> str:
+    """The target column's detected type, from the space's stored column profile."""
     for p in stored_profiles(con, spec, name):
         if p.column == target:
             return p.detected_type
