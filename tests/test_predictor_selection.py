@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from pipeline.errors import DataError
+from pipeline.inputs import create_rows_table
+from pipeline.predictor_reads import time_order
 from pipeline.predictors import PredictorFeatures, leakage, read_target, train_predictor
 from pipeline.predictors.gbdt import GradientBoosted, feature_fraction
 from pipeline.predictors.leakage import rank_auc
 from pipeline.predictors.selection import assign_folds, cross_fit, n_folds
+from pipeline.spec import parse_spec
 
 N = 400
 
@@ -150,3 +154,22 @@ def test_trees_on_a_wide_table_sample_its_inputs_and_still_find_the_signal() -> 
 
 def test_fewer_folds_on_more_labelled_rows() -> None:
     assert [n_folds(n) for n in (500, 19_999, 20_000, 99_999, 100_000)] == [5, 5, 3, 3, 2]
+
+
+def test_time_order_reads_times_in_row_order_and_none_without_any(tmp_path) -> None:
+    """The predictor validates on the latest rows only when the time column has a time."""
+    spec = parse_spec(
+        {
+            "warehouse": str(tmp_path / "w.duckdb"),
+            "spaces": {"s": {"table": "main.t", "key": "id", "time_column": "seen_at"}},
+        },
+        base_dir=tmp_path,
+    )
+    con = duckdb.connect()
+    con.execute("create table t (id integer, seen_at timestamp)")
+    con.execute("insert into t values (2, null), (1, null)")
+    create_rows_table(con, spec, "s")
+    assert time_order(con, spec, "s") is None
+    con.execute("update t set seen_at = timestamp '2024-01-02' where id = 2")
+    times = time_order(con, spec, "s")
+    assert times is not None and times[0] == np.inf and np.isfinite(times[1])
