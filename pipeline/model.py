@@ -15,6 +15,7 @@ from torch import nn
 from pipeline.encoders import build_encoder
 from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
 from pipeline.inputs import SpaceInputs
+from pipeline.last_layer import first_position
 from pipeline.principal import (
     LEARNED_WEIGHT,
     N_QUANTILES,
@@ -353,7 +354,7 @@ class SpaceModel(nn.Module):
         layers = self.transformer.layers
         for layer in layers[:-1]:
             tokens = layer(tokens, src_key_padding_mask=padding)
-        return _last_layer_at_cls(layers[-1], tokens, padding)
+        return first_position(layers[-1], tokens, padding)
 
     def forward(
         self, batch: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None = None
@@ -368,34 +369,3 @@ class SpaceModel(nn.Module):
     def from_description(cls, description: dict) -> SpaceModel:
         tokens = [TokenSpec(**t) for t in description["tokens"]]
         return cls(tokens, **description["config"])
-
-
-def _last_layer_at_cls(
-    layer: nn.TransformerEncoderLayer, tokens: torch.Tensor, padding: torch.Tensor | None
-) -> torch.Tensor:
-    """`layer(tokens)[:, 0]` for a pre-norm encoder layer (`norm_first=True`), computed for
-    the first position only: its query attends to every position's key and value (`padding`
-    True: left out), then its feed-forward block. Same weights, same dropout places."""
-    attention = layer.self_attn
-    batch, length, width = tokens.shape
-    heads = attention.num_heads
-    normed = layer.norm1(tokens)
-    weight, bias = attention.in_proj_weight, attention.in_proj_bias
-    query = F.linear(normed[:, :1], weight[:width], bias[:width])
-    key, value = F.linear(normed, weight[width:], bias[width:]).chunk(2, dim=-1)
-
-    def by_head(x: torch.Tensor) -> torch.Tensor:
-        return x.view(batch, -1, heads, width // heads).transpose(1, 2)
-
-    mask = None if padding is None else (~padding)[:, None, None, :]
-    attended = F.scaled_dot_product_attention(
-        by_head(query),
-        by_head(key),
-        by_head(value),
-        attn_mask=mask,
-        dropout_p=attention.dropout if layer.training else 0.0,
-    )
-    attended = attention.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
-    cls = tokens[:, :1] + layer.dropout1(attended)
-    cls = cls + layer._ff_block(layer.norm2(cls))
-    return cls[:, 0]
