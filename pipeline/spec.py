@@ -26,11 +26,12 @@ class ColumnSpec(_Strict):
     """One of `pipeline.encoders.type_names()` or `id`; checked in `check_structure`."""
     target: bool = False
     active: bool = True
-    model: Literal["auto", "gbdt", "gbdt_aggregates", "mlp", "fine_tune"] = "auto"
+    model: Literal["auto", "gbdt", "gbdt_aggregates", "gbdt_blend", "mlp", "fine_tune"] = "auto"
     """For a target: which predictor to keep; `auto` cross-fits every candidate and keeps the
     best out-of-fold score. `gbdt`: LightGBM on the columns, the child statistics and the
-    embedding's principal axes; `gbdt_aggregates`: the same without the embedding; `mlp`:
-    a network on the embedding; `fine_tune`: the space's own model trained on the target."""
+    embedding's principal axes; `gbdt_aggregates`: the same without the embedding;
+    `gbdt_blend`: the mean of those two; `mlp`: a network on the embedding; `fine_tune`: the
+    space's own model trained on the target."""
     fine_tune: bool | None = None
     """Whether `auto` tries fine-tuning the space on the target: unset, only when the MLP on
     the frozen embedding came within 1% of the best candidate and the cost model says it

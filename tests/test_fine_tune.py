@@ -98,7 +98,7 @@ def test_fine_tuning_finds_what_the_frozen_embedding_missed(tmp_path: Path) -> N
     # level (measured 0.82 and 0.83: the frozen embedding sees the 12 most frequent labels)
     auto = runner.train_target(_spec(tmp_path, warehouse, "auto"), "points", "label")
     scores = {c["name"]: c["score"] for c in auto.metrics["candidates"]}
-    assert set(scores) == {"gbdt", "gbdt_aggregates", "mlp"}
+    assert set(scores) == {"gbdt", "gbdt_aggregates", "mlp", "gbdt_blend"}
     assert auto.metrics["fine_tune"].startswith("not tried: the MLP on the frozen embedding is")
     assert predictor.metrics["auc"] > 0.75
 

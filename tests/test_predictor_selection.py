@@ -10,9 +10,10 @@ import pytest
 from pipeline.errors import DataError
 from pipeline.inputs import create_rows_table
 from pipeline.predictor_reads import time_order
-from pipeline.predictors import PredictorFeatures, leakage, read_target, train_predictor
+from pipeline.predictors import PredictorFeatures, blend, leakage, read_target, train_predictor
 from pipeline.predictors.gbdt import GradientBoosted, feature_fraction
 from pipeline.predictors.leakage import rank_auc
+from pipeline.predictors.predictor import Predictor
 from pipeline.predictors.selection import assign_folds, cross_fit, n_folds
 from pipeline.spec import parse_spec
 
@@ -65,13 +66,46 @@ def test_every_candidate_is_scored_and_the_best_kept() -> None:
     target = read_target("customers", "churned", "boolean", pa.chunked_array([label]))
     predictor = train_predictor(features, target, _keys(), seed=0, epochs=30)
     scores = {c["name"]: c["score"] for c in predictor.metrics["candidates"]}
-    assert set(scores) == {"gbdt", "gbdt_aggregates", "mlp"}
+    assert set(scores) == {"gbdt", "gbdt_aggregates", "mlp", "gbdt_blend"}
     assert predictor.model == max(scores, key=scores.get)
-    assert predictor.model in ("gbdt", "gbdt_aggregates")
+    assert predictor.model in ("gbdt", "gbdt_aggregates", "gbdt_blend")
     assert min(scores["gbdt"], scores["gbdt_aggregates"]) > 0.95 and scores["mlp"] < 0.9
     assert predictor.metrics["auc"] > 0.95 and predictor.metrics["validation_rows"] == N
     contributions = predictor.contributions(features)
     assert contributions["orders"].mean() > 5 * contributions["age"].mean()
+
+
+def test_the_blend_is_the_mean_of_the_two_trees_and_survives_saving(tmp_path) -> None:
+    features, label = _planted(seed=3)
+    target = read_target("customers", "churned", "boolean", pa.chunked_array([label]))
+    folds = assign_folds(target, seed=0)
+    trees = [
+        cross_fit(GradientBoosted(n, a), features, target, folds, 0)
+        for n, a in (("gbdt", 8), ("gbdt_aggregates", 0))
+    ]
+    blended = blend.blend(trees, target)
+    assert blended.name == "gbdt_blend" and len(blended.models) == len(trees[0].models)
+    np.testing.assert_allclose(
+        blended.out_of_fold, (trees[0].out_of_fold + trees[1].out_of_fold) / 2
+    )
+    assert blended.score != trees[0].score and blended.score != trees[1].score
+    assert blend.blend(trees[:1], target) is None  # one tree alone is no blend
+
+    forced = train_predictor(features, target, _keys(), seed=0, model="gbdt_blend")
+    assert forced.model == "gbdt_blend"
+    assert {c["name"] for c in forced.metrics["candidates"]} == {*blend.PARTS, "gbdt_blend"}
+    np.testing.assert_allclose(
+        np.array(forced.out_of_fold.column("raw").to_pylist()), blended.out_of_fold
+    )
+    groups = forced.contributions(features)
+    assert {"embedding", "orders", "age"} <= set(groups)
+    assert groups["orders"].mean() > 5 * groups["age"].mean()
+
+    forced.save(tmp_path / "p")
+    loaded = Predictor.load(tmp_path / "p")
+    assert loaded.model == "gbdt_blend"
+    np.testing.assert_array_equal(loaded.raw(features), forced.raw(features))
+    assert loaded.training_record()["steps"] == forced.training_record()["steps"] > 0
 
 
 def test_time_ordered_folds_validate_on_the_latest_rows() -> None:
@@ -86,6 +120,11 @@ def test_time_ordered_folds_validate_on_the_latest_rows() -> None:
     # the earliest block scores nothing: no earlier rows trained a model for it
     assert predictor.metrics["validation_rows"] == int((folds >= 1).sum()) < N
     assert predictor.metrics["validation"].startswith("time-ordered")
+    # rows to come are scored by one model on every labelled row; a blend refits both trees
+    blended = train_predictor(
+        features, target, _keys(), 0, model="gbdt_blend", time_order=time_order
+    )
+    assert len(blended.models) == 1 and len(blended.models[0].parts) == 2
 
 
 @pytest.mark.parametrize(

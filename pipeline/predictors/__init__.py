@@ -3,7 +3,8 @@ embedding + the parent's columns + the child statistics, the space itself fine-t
 target) cross-fitted on the same folds, the best kept, calibrated on out-of-fold scores.
 
 Modules: `targets` (the target in its own values), `features` (what a predictor reads),
-`candidates` (the protocol), `mlp`, `gbdt`, `fine_tune`, `selection` (folds, cross-fitting,
+`candidates` (the protocol), `mlp`, `gbdt`, `blend` (the mean of the two tree candidates),
+`fine_tune`, `selection` (folds, cross-fitting,
 choice), `calibration`, `predictor` (the trained predictor, saved without pickle).
 """
 

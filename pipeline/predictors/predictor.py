@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save
 from pipeline import model_store
 from pipeline.artifacts import json_bytes, load_json
 from pipeline.model import SpaceModel
-from pipeline.predictors import calibration
+from pipeline.predictors import blend, calibration
 from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.fine_tune import FineTuned, FineTunedModel, fine_tuning, out_of_reach
@@ -41,14 +41,15 @@ MODEL_TYPES = {
     "gbdt": GradientBoostedModel,
     "gbdt_aggregates": GradientBoostedModel,
     "fine_tune": FineTunedModel,
+    blend.NAME: blend.BlendedModel,
 }
 
 
 def candidates(
     model: str, epochs: int | None, fine_tune: FineTuned | None = None
 ) -> list[Candidate]:
-    """The candidates to try: all of them (`auto`; fine-tuning only when given) or the one
-    the spec names."""
+    """The candidates to try: all of them (`auto`; fine-tuning only when given), the one the
+    spec names, or the two tree candidates for `gbdt_blend` (see `pipeline.predictors.blend`)."""
     every: dict[str, Candidate] = {
         "gbdt": GradientBoosted("gbdt"),
         "gbdt_aggregates": GradientBoosted("gbdt_aggregates", n_axes=0),
@@ -56,6 +57,8 @@ def candidates(
     }
     if fine_tune is not None:
         every["fine_tune"] = fine_tune
+    if model == blend.NAME:
+        return [every[name] for name in blend.PARTS]
     return list(every.values()) if model == "auto" else [every[model]]
 
 
@@ -306,13 +309,14 @@ def train_predictor(
         if skipped is None:
             tried.append(tuned)
             results.append(cross_fit(tuned, features, target, folds, seed, forward))
-    chosen = choose(results)
+    blended = blend.blend(results, target) if model in ("auto", blend.NAME) else None
+    if blended is not None:
+        results.append(blended)
+    chosen = blended if model == blend.NAME else choose(results)
     if forward:
         # fold models of time blocks saw only the past of their block (the first one a fifth
         # of the rows): rows to come are scored by one model trained on every labelled row
-        candidate = next(c for c in tried if c.name == chosen.name)
-        with one_thread():
-            chosen.models = [candidate.fit(features, target, labelled, seed)]
+        chosen.models = [_refit(chosen.name, tried, features, target, labelled, seed)]
     predictor = Predictor(
         space=target.space,
         target=target.column,
@@ -349,6 +353,24 @@ def train_predictor(
     predictor.ood_mean, predictor.ood_std = float(own.mean()), float(own.std()) or 1.0
     predictor.input_ranges = input_ranges(features, labelled)
     return predictor
+
+
+def _refit(
+    name: str,
+    tried: list[Candidate],
+    features: PredictorFeatures,
+    target: Target,
+    rows: np.ndarray,
+    seed: int,
+) -> FittedModel:
+    """Candidate `name` trained once on `rows` (a blend: each of its parts)."""
+    by_name = {candidate.name: candidate for candidate in tried}
+    with one_thread():
+        if name == blend.NAME:
+            return blend.BlendedModel(
+                [by_name[p].fit(features, target, rows, seed) for p in blend.PARTS]
+            )
+        return by_name[name].fit(features, target, rows, seed)
 
 
 def input_ranges(features: PredictorFeatures, rows: np.ndarray) -> dict[str, list[float]]:
