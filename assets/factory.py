@@ -54,6 +54,10 @@ def embeddings_key(space: str) -> dg.AssetKey:
     return asset_key(f"{space}_embeddings")
 
 
+def neighbours_key(space: str) -> dg.AssetKey:
+    return asset_key(f"{space}_neighbours")
+
+
 def predictor_key(space: str, target: str) -> dg.AssetKey:
     return asset_key(f"{space}__{target}_predictor")
 
@@ -282,6 +286,26 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
     return embeddings
 
 
+def _neighbours_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=neighbours_key(space),
+        group_name=space,
+        deps=[embeddings_key(space)],
+        pool=POOL,
+        kinds={"duckdb"},
+        description=f"{spec.output_schema}.{space}_neighbours: the {spec.neighbours(space)} most "
+        f"similar rows of every row of {space} (cosine, through an index of the stored "
+        "embeddings, kept for `search`).",
+    )
+    def neighbours(spaces: SpacesResource) -> dg.MaterializeResult:
+        current = spaces.load_spec()
+        rows = runner.neighbours(current, space)
+        table = f"{current.output_schema}.{space}_neighbours"
+        return dg.MaterializeResult(metadata=output_table_metadata(current.warehouse, table, rows))
+
+    return neighbours
+
+
 def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=predictor_key(space, target),
@@ -339,6 +363,8 @@ def space_assets(
             _space_asset(spec, space),
             _embeddings_asset(spec, space),
         ]
+        if spec.neighbours(space):
+            built.append(_neighbours_asset(spec, space))
         for target in spec.spaces[space].targets:
             built += [
                 _predictor_asset(spec, space, target),
@@ -354,6 +380,7 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
     refresh = (
         [profile_key(s) for s in spec.spaces]
         + [embeddings_key(s) for s in spec.spaces]
+        + [neighbours_key(s) for s in spec.spaces if spec.neighbours(s)]
         + [predictions_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets]
     )
     embed_and_predict = dg.define_asset_job(

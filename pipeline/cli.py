@@ -43,12 +43,18 @@ def _validate(spec: Spec, args: argparse.Namespace) -> None:
 def _train(spec: Spec, args: argparse.Namespace) -> None:
     for name in _spaces(spec, args.space):
         runner.train(spec, name)
-        print(f"{name}: {runner.embed(spec, name)} rows embedded")
+        _embed_one(spec, name)
 
 
 def _embed(spec: Spec, args: argparse.Namespace) -> None:
     for name in _spaces(spec, args.space):
-        print(f"{name}: {runner.embed(spec, name)} rows embedded")
+        _embed_one(spec, name)
+
+
+def _embed_one(spec: Spec, name: str) -> None:
+    print(f"{name}: {runner.embed(spec, name)} rows embedded")
+    if spec.neighbours(name):
+        print(f"{name}: {runner.neighbours(spec, name)} neighbour rows written")
 
 
 def _predict(spec: Spec, args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.artifacts import atomic_write, sync_folder
@@ -36,6 +37,16 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 def _fsync_write(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
@@ -53,10 +64,15 @@ def _numbered(folder: Path) -> list[Path]:
 
 
 def write_set(
-    folder: Path, files: dict[str, bytes], version: str, keep: int = KEEP_VERSIONS
+    folder: Path,
+    files: dict[str, bytes | Callable[[Path], None]],
+    version: str,
+    keep: int = KEEP_VERSIONS,
 ) -> Path:
     """Write `files` as a new version set of the model in `folder` and make it current.
-    Returns the set's folder."""
+    A file is its bytes, or a function that writes it to the path it is given (a large
+    file, such as a neighbour index, written without a copy in memory). Returns the set's
+    folder."""
     root = folder / VERSIONS
     root.mkdir(parents=True, exist_ok=True)
     existing = _numbered(folder)
@@ -65,9 +81,16 @@ def write_set(
     partial = root / f".partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
     try:
+        digests = {}
         for file_name, data in files.items():
-            _fsync_write(partial / file_name, data)
-        manifest = {"version": version, "files": {f: _digest(d) for f, d in files.items()}}
+            if callable(data):
+                data(partial / file_name)
+                _fsync(partial / file_name)
+                digests[file_name] = _file_digest(partial / file_name)
+            else:
+                _fsync_write(partial / file_name, data)
+                digests[file_name] = _digest(data)
+        manifest = {"version": version, "files": digests}
         _fsync_write(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
         os.replace(partial, root / name)
         sync_folder(root)
@@ -96,9 +119,11 @@ def current_name(folder: Path) -> str | None:
     return pointer.read_text().strip() if pointer.exists() else None
 
 
-def current_set(folder: Path, what: str) -> Path:
-    """The folder of the current set, after checking every file against its manifest.
-    `what` names the model in messages (e.g. "space orders")."""
+def current_set(folder: Path, what: str, check: bool = True) -> Path:
+    """The folder of the current set, after checking every file against its manifest
+    (`check=False`: only that the manifest is there, for a large file read in part, such as
+    a neighbour index that a query memory-maps). `what` names the model in messages (e.g.
+    "space orders")."""
     name = current_name(folder)
     if name is None:
         if any((folder / f).exists() for f in LEGACY_FILES):
@@ -107,21 +132,24 @@ def current_set(folder: Path, what: str) -> Path:
             f"{what}: no trained model in {folder} -> train it first: python -m pipeline train "
             "(or python -m pipeline run)"
         )
-    return checked(folder / VERSIONS / name, what)
+    return checked(folder / VERSIONS / name, what, check)
 
 
-def checked(path: Path, what: str) -> Path:
-    """`path` if it is a whole set: every file its manifest names, with the same hash."""
+def checked(path: Path, what: str, check: bool = True) -> Path:
+    """`path` if it is a whole set: every file its manifest names, with the same hash
+    (`check=False`: with its manifest)."""
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise PipelineError(
             f"{what}: the model set {path} is missing or incomplete -> retrain it, or roll "
             f"back to an earlier set (python -m pipeline rollback)"
         )
+    if not check:
+        return path
     manifest = json.loads(manifest_path.read_text())
     for file_name, digest in manifest["files"].items():
         file = path / file_name
-        if not file.exists() or _digest(file.read_bytes()) != digest:
+        if not file.exists() or _file_digest(file) != digest:
             raise PipelineError(
                 f"{what}: {file} does not match the manifest of its model set (changed or "
                 f"damaged after it was saved) -> retrain it, or roll back to an earlier set "

@@ -21,6 +21,7 @@ from pipeline.errors import DataWarning, LeakageWarning, PipelineError, Training
 from pipeline.inputs import SpaceInputs, rows_table_of
 from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
 from pipeline.model_store import current_set
+from pipeline.neighbour_table import write_neighbours
 from pipeline.predictions import Stopwatch, predictions_table, score_rows
 from pipeline.predictor_reads import (
     out_of_fold,
@@ -217,6 +218,12 @@ def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
     return len(embeddings)
 
 
+def neighbours(spec: Spec, name: str) -> int:
+    """Write `ml.<name>_neighbours` from the stored embeddings and keep its index for
+    `search` (see `pipeline.neighbour_table`); returns the rows written (0: none kept)."""
+    return write_neighbours(warehouse_of(spec), spec, name, spec.keep_versions)
+
+
 def _warn(where: str, messages: list[str], category: type[Warning] = DataWarning) -> None:
     """Log each message and raise it as a warning of `category` (the step goes on)."""
     for message in messages:
@@ -349,7 +356,8 @@ def predict(
 
 
 def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
-    """The whole pipeline: validate, then bottom-up train + embed, then predictors. Each
+    """The whole pipeline: validate, then bottom-up train + embed (+ neighbours), then
+    predictors. Each
     space is read once: its embed, predictor and predict steps read the rows it was trained
     on."""
     validate(spec)
@@ -358,6 +366,7 @@ def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
     for name in spec.training_order():
         space, inputs = _train(spec, name, progress=progress)
         rows = embed(spec, name, inputs)
+        neighbours(spec, name)
         if spec.spaces[name].targets:
             shared[name] = inputs
         del inputs

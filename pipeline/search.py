@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.errors import PipelineError
+from pipeline.model_store import current_name
+from pipeline.neighbour_table import SavedIndex, index_folder
 from pipeline.runner import space_folder, warehouse_of
 from pipeline.space import Space
 from pipeline.spec import Spec
 from pipeline.warehouse import quote, table_columns
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,37 +46,78 @@ def nearest(
         )
     warehouse = warehouse_of(spec)
     table = f"{spec.output_schema}.{space}_embeddings"
+    source = warehouse.output_table(space + "_embeddings")
     with warehouse.connect(read_only=True) as con:
         types = table_columns(con, table)
         if not types:
             raise PipelineError(f"{table} does not exist -> run python -m pipeline run first")
         match = " and ".join(f"{{a}}.{quote(c)} = cast(? as {types[c]})" for c in key_columns)
-        keys = ", ".join(f"e.{quote(c)}" for c in key_columns)
-        rows = con.execute(
-            f"""
-            with query as (select embedding from {warehouse.output_table(space + "_embeddings")} q
-                           where {match.format(a="q")})
-            select {keys}, array_cosine_similarity(e.embedding, query.embedding) as similarity
-            from {warehouse.output_table(space + "_embeddings")} e, query
-            where not ({match.format(a="e")})
-            order by similarity desc, {keys} limit {int(k)}
-            """,
-            [*key, *key],
-        ).fetchall()
-        if (
-            not rows
-            and con.execute(
-                f"select count(*) from {warehouse.output_table(space + '_embeddings')} q "
-                f"where {match.format(a='q')}",
-                key,
-            ).fetchone()[0]
-            == 0
-        ):
+        found = con.execute(
+            f"select embedding from {source} q where {match.format(a='q')}", key
+        ).fetchone()
+        if found is None:
             raise PipelineError(f"no row of {table} has key {', '.join(key)}")
+        saved = _current_index(spec, space, con, source)
+        if saved is not None:
+            rows = _indexed(saved, np.asarray(found[0], np.float32), key, types, con, k)
+        else:
+            keys = ", ".join(f"e.{quote(c)}" for c in key_columns)
+            rows = con.execute(
+                f"""
+                with query as (select embedding from {source} q where {match.format(a="q")})
+                select {keys}, array_cosine_similarity(e.embedding, query.embedding) as similarity
+                from {source} e, query
+                where not ({match.format(a="e")})
+                order by similarity desc, {keys} limit {int(k)}
+                """,
+                [*key, *key],
+            ).fetchall()
         neighbours = [Neighbour(tuple(r[:-1]), float(r[-1])) for r in rows]
         if explain and neighbours:
             _explain(spec, space, con, warehouse, key, types, neighbours)
     return neighbours
+
+
+def _current_index(spec: Spec, space: str, con, source: str) -> SavedIndex | None:
+    """The space's saved neighbour index when it was built from the embeddings the table
+    holds now (same space version and row count); else None, and `nearest` scans every row."""
+    folder = index_folder(spec.artifacts, space)
+    if not spec.neighbours(space) or current_name(folder) is None:
+        return None
+    try:
+        saved = SavedIndex.load(folder, f"neighbours of {space}")
+    except (PipelineError, RuntimeError, OSError) as error:
+        log.warning(
+            "space %s: the neighbour index cannot be read (%s); scanning every row", space, error
+        )
+        return None
+    rows, version = con.execute(f"select count(*), max(space_version) from {source}").fetchone()
+    if (rows, version) != (saved.rows, saved.space_version):
+        log.warning(
+            "space %s: the neighbour index is older than %s; scanning every row -> "
+            "python -m pipeline embed --space %s writes both again",
+            space,
+            source,
+            space,
+        )
+        return None
+    return saved
+
+
+def _indexed(saved: SavedIndex, vector: np.ndarray, key, types, con, k: int) -> list[tuple]:
+    """The k nearest rows of `vector` in the index, the row with `key` itself left out."""
+    own = tuple(
+        con.execute(f"select cast(? as {types[c]})", [v]).fetchone()[0]
+        for c, v in zip(saved.keys.column_names, key, strict=True)
+    )
+    similarities, rows = saved.index.search(vector[None], k + 1)
+    found = saved.keys.take(pa.array(rows[0][rows[0] >= 0])).to_pylist()
+    out = [
+        (*row.values(), float(similarity))
+        for row, similarity in zip(found, similarities[0], strict=False)
+        if tuple(row.values()) != own
+    ]
+    return out[:k]
 
 
 def _explain(spec, space, con, warehouse, key, types, neighbours) -> None:

@@ -94,6 +94,10 @@ class SpaceSpec(_Strict):
     references: list[ReferenceSpec] = Field(default_factory=list)
     as_of: str | None = None
     time_column: str | None = None
+    neighbours: int | None = Field(default=None, ge=0, le=100)
+    """How many nearest rows `ml.<space>_neighbours` keeps per row: unset, 10 for a space
+    that no other space pools or references (the tables people search) and none for the
+    rest; 0, no neighbours table."""
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -153,6 +157,15 @@ class Spec(_Strict):
     def parents_of(self, name: str) -> list[str]:
         return [p for p in self.spaces if name in self.dependencies(p)]
 
+    def neighbours(self, name: str) -> int:
+        """Rows kept per row in `ml.<name>_neighbours` (0: no table)."""
+        chosen = self.spaces[name].neighbours
+        if chosen is not None:
+            return chosen
+        return 0 if self.parents_of(name) else DEFAULT_NEIGHBOURS
+
+
+DEFAULT_NEIGHBOURS = 10
 
 REMOVED_KEYS = {
     "p_mask": "delete it: masking is the complementary halves of every row, not a per-column rate",

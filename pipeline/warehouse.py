@@ -126,9 +126,14 @@ class Warehouse:
         return bool(row and row[0])
 
     def write_table(
-        self, con: duckdb.DuckDBPyConnection, name: str, data: pa.Table, replace_where: str = ""
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader,
+        replace_where: str = "",
     ) -> None:
         """Write `data` as output table `name` in one transaction (old or new, never half).
+        A record batch reader is streamed into the table batch by batch.
 
         With `replace_where` (a SQL predicate), only the matching rows are replaced and the
         rest of the table is kept; the table is created if it does not exist yet.

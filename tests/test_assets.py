@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pytest
 import yaml
 
@@ -124,9 +125,13 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
     mart = graph.get(dg.AssetKey(["marts", "customer_churn_risk"]))
     assert mart.group_name == "dbt_marts"
     assert {
-        dg.AssetKey(["ml", "customers_embeddings"]),
+        dg.AssetKey(["ml", "customers_neighbours"]),
         dg.AssetKey(["ml", "customers__churned_predictions"]),
     } <= mart.parent_keys
+    neighbours = graph.get(dg.AssetKey(["ml", "customers_neighbours"]))
+    assert dg.AssetKey(["ml", "customers_embeddings"]) in neighbours.parent_keys
+    # a pooled child space keeps no neighbours table unless its spec asks
+    assert not graph.has(dg.AssetKey(["ml", "orders_neighbours"]))
     assert (
         dg.AssetKey("stg_customers")
         in graph.get(dg.AssetKey(["ml", "customers_profile"])).parent_keys
@@ -201,6 +206,25 @@ def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_en
     assert count(warehouse, "select count(churn_probability) from marts.customer_churn_risk") == (
         customers
     )
+    # the mart's similar customers are the neighbours table's first five, and at this size
+    # the index is exact: the five most similar embeddings, every pair compared here
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        mart = dict(
+            con.execute(
+                "select customer_id, similar_customers from marts.customer_churn_risk"
+            ).fetchall()
+        )
+        exact = dict(
+            con.execute(
+                "select a.customer_id, list(b.customer_id order by "
+                "array_cosine_similarity(a.embedding, b.embedding) desc, b.customer_id)[1:5] "
+                "from ml.customers_embeddings a join ml.customers_embeddings b "
+                "on a.customer_id <> b.customer_id group by a.customer_id"
+            ).fetchall()
+        )
+    assert len(mart) == customers
+    agree = np.mean([len(set(mart[c]) & set(exact[c])) / 5 for c in mart])
+    assert agree > 0.99, agree  # ties between equal similarities may order differently
 
     materialized = {
         e.asset_key.to_user_string(): e.materialization.metadata

@@ -237,7 +237,9 @@ def test_training_runs_and_artifacts_without_pickle(con, hierarchical_run):
         for p in artifacts.rglob("*")
         if p.is_file() and p.parts[len(artifacts.parts)] != "quality"
     ]
-    assert models and {p.suffix for p in models} <= {".safetensors", ".json", ".parquet", ""}
+    # the neighbour index: faiss's own binary format and the keys as Arrow IPC, no pickle
+    allowed = {".safetensors", ".json", ".parquet", ".faiss", ".arrow", ""}
+    assert models and {p.suffix for p in models} <= allowed
     assert {p.name for p in models if not p.suffix} == {"CURRENT"}  # the model set pointers
     everything = [p for p in artifacts.rglob("*") if p.is_file()]
     assert not [p for p in everything if p.suffix in (".pkl", ".pickle", ".pt", ".pth", ".joblib")]

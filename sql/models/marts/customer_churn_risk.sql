@@ -1,5 +1,6 @@
 {#- One row per customer: churn risk from the predictor plus the 5 nearest customers in
-    the `customers` embedding space (exact cosine similarity). -#}
+    the `customers` embedding space, read from the neighbours table the pipeline keeps
+    (no join of every pair of customers). -#}
 with customers as (
 
     select * from {{ ref('stg_customers') }}
@@ -18,32 +19,9 @@ predictions as (
 
 ),
 
-embeddings as (
+neighbours as (
 
-    select customer_id, embedding from {{ source('ml', 'customers_embeddings') }}
-
-),
-
-pair_similarity as (
-
-    select
-        a.customer_id,
-        b.customer_id as similar_customer_id,
-        array_cosine_similarity(a.embedding, b.embedding) as similarity
-
-    from embeddings as a
-    inner join embeddings as b
-        on a.customer_id <> b.customer_id
-
-),
-
-nearest_five as (
-
-    select * from pair_similarity
-    qualify row_number() over (
-        partition by customer_id
-        order by similarity desc, similar_customer_id
-    ) <= 5
+    select * from {{ source('ml', 'customers_neighbours') }}
 
 ),
 
@@ -51,10 +29,10 @@ similar_customers as (
 
     select
         customer_id,
-        list(similar_customer_id order by similarity desc, similar_customer_id)
-            as similar_customers
+        list(neighbour_customer_id order by rank) as similar_customers
 
-    from nearest_five
+    from neighbours
+    where rank <= 5
     group by customer_id
 
 ),

@@ -1,0 +1,175 @@
+"""`ml.<space>_neighbours`: every row's k nearest other rows of its space (key, neighbour
+key, rank, similarity), found through an index of the stored embeddings (the embed step's
+`ml.<space>_embeddings`) and written in batches; the index is kept as a model set beside
+the space (`<artifacts>/<space>/neighbours`) so that `search` queries it instead of
+scanning every row.
+
+    <space>_neighbours: <key columns>, neighbour_<key column>..., rank (1 = nearest),
+                        similarity (cosine), space_version
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import model_store
+from pipeline.neighbours import EXACT_UP_TO, INDEX_FILE, NeighbourIndex
+from pipeline.spec import Spec
+from pipeline.warehouse import Warehouse, fetch_arrow, quote
+
+FOLDER = "neighbours"
+KEYS_FILE = "keys.arrow"
+META_FILE = "neighbours.json"
+READ_BATCH_ROWS = 65_536
+
+
+def table_name(name: str) -> str:
+    return f"{name}_neighbours"
+
+
+def neighbour_column(key: str) -> str:
+    return f"neighbour_{key}"
+
+
+def index_folder(artifacts: Path, name: str) -> Path:
+    return Path(artifacts) / name / FOLDER
+
+
+@dataclass
+class SavedIndex:
+    """A space's saved neighbour index: the index, the key of each of its rows (label i is
+    row i), and the space version and row count of the embeddings it was built from."""
+
+    index: NeighbourIndex
+    keys: pa.Table
+    space_version: str
+    rows: int
+
+    @classmethod
+    def load(cls, folder: Path, what: str) -> SavedIndex:
+        path = model_store.current_set(folder, what, check=False)
+        meta = json.loads((path / META_FILE).read_text())
+        keys = pa.ipc.open_file(pa.memory_map(str(path / KEYS_FILE))).read_all()
+        return cls(NeighbourIndex.load(path), keys, meta["space_version"], meta["rows"])
+
+
+def _vectors(batch: pa.RecordBatch | pa.Table, column: str = "embedding") -> np.ndarray:
+    values = batch.column(column)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    width = values.type.list_size
+    return values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32)
+
+
+def _read_index(
+    warehouse: Warehouse, spec: Spec, name: str
+) -> tuple[NeighbourIndex, pa.Table, str] | None:
+    """The index of the stored embeddings (added in key order: row i is the i-th key), their
+    keys and space version; None when the space has no embeddings yet."""
+    keys = spec.spaces[name].key_columns
+    order = ", ".join(quote(k) for k in keys)
+    source = warehouse.output_table(f"{name}_embeddings")
+    with warehouse.connect() as con:
+        if not warehouse.table_exists(con, f"{spec.output_schema}.{name}_embeddings"):
+            return None
+        n, version = con.execute(f"select count(*), max(space_version) from {source}").fetchone()
+        if not n:
+            return None
+        sample = None
+        if n > EXACT_UP_TO:  # the inverted file's centres: every stride-th row in key order
+            stride = max(1, n // NeighbourIndex.training_rows(n))
+            sample = _vectors(
+                fetch_arrow(
+                    con,
+                    f"select embedding from (select embedding, row_number() over (order by "
+                    f"{order}) - 1 as i from {source}) where i % {stride} = 0 order by i",
+                )
+            )
+        dim = con.execute(f"select len(embedding) from {source} limit 1").fetchone()[0]
+        index = NeighbourIndex.empty(int(dim), n, sample, spec.seed)
+        reader = con.execute(f"select {order}, embedding from {source} order by {order}")
+        key_batches = []
+        for batch in reader.to_arrow_reader(READ_BATCH_ROWS):
+            index.add(_vectors(batch))
+            key_batches.append(batch.select(keys))
+    key_table = pa.Table.from_batches(key_batches).combine_chunks()
+    return index, key_table, version
+
+
+def _batches(
+    index: NeighbourIndex, keys: pa.Table, k: int, version: str
+) -> Iterator[pa.RecordBatch]:
+    names = keys.column_names
+    for rows, similarities, found in index.every_row(k):
+        width = found.shape[1]
+        own = keys.take(pa.array(np.repeat(rows, width)))
+        theirs = keys.take(pa.array(found.reshape(-1)))
+        batch = pa.RecordBatch.from_arrays(
+            [
+                *(c.combine_chunks() for c in own.columns),
+                *(c.combine_chunks() for c in theirs.columns),
+                pa.array(np.tile(np.arange(1, width + 1, dtype=np.int32), len(rows))),
+                pa.array(similarities.reshape(-1).astype(np.float32)),
+                pa.array([version] * (len(rows) * width), pa.string()),
+            ],
+            names=[
+                *names,
+                *(neighbour_column(c) for c in names),
+                "rank",
+                "similarity",
+                "space_version",
+            ],
+        )
+        yield batch
+
+
+def write_neighbours(warehouse: Warehouse, spec: Spec, name: str, keep: int) -> int:
+    """Build the index of the space's stored embeddings, write every row's nearest rows as
+    `ml.<name>_neighbours` (replaced in one transaction) and keep the index for `search`;
+    returns the rows written (0 when the space keeps no neighbours or has no embeddings)."""
+    k = spec.neighbours(name)
+    built = _read_index(warehouse, spec, name) if k else None
+    if built is None:
+        return 0
+    index, keys, version = built
+    batches = _batches(index, keys, k, version)
+    first = next(batches, None)
+    if first is None:  # one row: no other row to be near
+        return 0
+    written = [0]
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in itertools.chain([first], batches):
+            written[0] += batch.num_rows
+            yield batch
+
+    reader = pa.RecordBatchReader.from_batches(first.schema, counted())
+    with warehouse.connect() as con:
+        warehouse.write_table(con, table_name(name), reader)
+    _save_index(index, keys, version, index_folder(spec.artifacts, name), keep)
+    return written[0]
+
+
+def _save_index(
+    index: NeighbourIndex, keys: pa.Table, version: str, folder: Path, keep: int
+) -> None:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, keys.schema) as writer:
+        writer.write_table(keys)
+    key_bytes = sink.getvalue().to_pybytes()
+    meta = {"space_version": version, "rows": index.n_rows, "exact": index.exact}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode() + key_bytes)
+    files = {
+        INDEX_FILE: index.write,
+        KEYS_FILE: key_bytes,
+        META_FILE: json.dumps(meta).encode(),
+    }
+    model_store.write_set(folder, files, digest.hexdigest()[:12], keep)

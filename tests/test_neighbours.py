@@ -1,0 +1,147 @@
+"""`ml.<space>_neighbours` and its index: exact on small spaces, an inverted file above
+EXACT_UP_TO rows (recall@10 against exact search, deterministic), read by `search`."""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipeline import neighbours, runner
+from pipeline.neighbours import NeighbourIndex
+from pipeline.search import nearest
+from pipeline.spec import parse_spec
+from tests.conftest import FAST_TRAINING, demo_spec_dict, write_spec
+
+
+def _clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Rows around 100 random centres, as embeddings of similar rows lie."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(100, dim))
+    return (centres[rng.integers(0, 100, n)] + 0.6 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def _exact(x: np.ndarray, k: int) -> np.ndarray:
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+
+
+def _every_row(index: NeighbourIndex, k: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = list(index.every_row(k))
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+def test_a_small_space_gets_every_rows_true_nearest_rows_without_itself() -> None:
+    x = _clustered(700, 16)
+    x[6] = x[5]  # a duplicate: each is the other's nearest, and neither lists itself
+    index = NeighbourIndex.build(x, seed=0)
+    assert index.exact
+    similarities, found = _every_row(index, 10)
+    assert found.shape == (700, 10)
+    assert not (found == np.arange(700)[:, None]).any()
+    assert found[5, 0] == 6 and found[6, 0] == 5
+    np.testing.assert_allclose(similarities[5, 0], 1.0, atol=1e-5)
+    truth = _exact(x, 10)
+    same = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert same > 0.999
+    assert (np.diff(similarities, axis=1) <= 1e-6).all()  # nearest first
+
+
+def test_a_large_space_gets_an_inverted_file_with_high_recall(monkeypatch) -> None:
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 2_000)
+    x = _clustered(20_000, 64, seed=1)
+    first = NeighbourIndex.build(x, seed=0)
+    assert not first.exact
+    _, found = _every_row(first, 10)
+    queries = np.random.default_rng(2).choice(len(x), 1_000, replace=False)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    similarity = unit[queries] @ unit.T
+    similarity[np.arange(len(queries)), queries] = -np.inf
+    truth = np.argsort(-similarity, axis=1)[:, :10]
+    hits = [len(set(found[q]) & set(t)) for q, t in zip(queries, truth, strict=True)]
+    recall = np.mean(hits) / 10
+    assert recall >= 0.95, recall
+    # the same embeddings and seed give the same neighbours
+    _, again = _every_row(NeighbourIndex.build(x, seed=0), 10)
+    np.testing.assert_array_equal(found, again)
+
+
+def test_the_run_writes_the_table_and_search_reads_the_index(hierarchical_run) -> None:
+    spec = hierarchical_run
+    with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        customers = con.execute("select count(*) from ml.customers_embeddings").fetchone()[0]
+        counts = con.execute(
+            "select count(*), count(distinct customer_id), min(rank), max(rank), "
+            "count(*) filter (where customer_id = neighbour_customer_id) "
+            "from ml.customers_neighbours"
+        ).fetchone()
+        assert counts == (customers * 10, customers, 1, 10, 0)
+        # similarity is the stored embeddings' cosine, nearest first
+        worst = con.execute(
+            "select max(abs(n.similarity - array_cosine_similarity(a.embedding, b.embedding))) "
+            "from ml.customers_neighbours n "
+            "join ml.customers_embeddings a on a.customer_id = n.customer_id "
+            "join ml.customers_embeddings b on b.customer_id = n.neighbour_customer_id"
+        ).fetchone()[0]
+        assert worst < 1e-5
+        unordered = con.execute(
+            "select count(*) from (select similarity < lead(similarity) over "
+            "(partition by customer_id order by rank) as up from ml.customers_neighbours) "
+            "where up"
+        ).fetchone()[0]
+        assert unordered == 0
+        stored = con.execute(
+            "select neighbour_customer_id, similarity from ml.customers_neighbours "
+            "where customer_id = 12 order by rank limit 4"
+        ).fetchall()
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    assert "orders_neighbours" not in tables  # a pooled child keeps none by default
+    found = nearest(spec, "customers", ["12"], k=4)
+    assert [n.key for n in found] == [(key,) for key, _ in stored]
+    np.testing.assert_allclose([n.similarity for n in found], [s for _, s in stored], atol=1e-5)
+
+
+def test_search_scans_every_row_when_the_index_is_older_than_the_embeddings(
+    small_demo, tmp_path, caplog
+) -> None:
+    data = demo_spec_dict(small_demo, tmp_path / "artifacts", training=FAST_TRAINING)
+    data["spaces"] = {"regions": data["spaces"]["regions"]}
+    spec = write_spec(tmp_path / "spaces.yaml", data)
+    runner.run(spec, progress=False)
+    with duckdb.connect(str(small_demo), read_only=True) as con:
+        regions = con.execute("select count(*) from ml.regions_neighbours").fetchone()[0]
+    assert regions > 0
+    indexed = nearest(spec, "regions", ["1"], k=3)
+    with duckdb.connect(str(small_demo)) as con:  # the embeddings change after the index
+        con.execute("delete from ml.regions_embeddings where region_id = ?", [indexed[0].key[0]])
+    with caplog.at_level(logging.WARNING):
+        scanned = nearest(spec, "regions", ["1"], k=3)
+    assert "the neighbour index is older than" in caplog.text
+    assert [n.key for n in scanned] == [n.key for n in indexed[1:]] + [scanned[-1].key]
+
+
+def test_neighbours_in_the_spec() -> None:
+    def spec(**customers) -> dict:
+        return {
+            "warehouse": "w.duckdb",
+            "spaces": {
+                "customers": {
+                    "table": "main.customers",
+                    "key": "customer_id",
+                    "children": [{"space": "orders", "foreign_key": "customer_id"}],
+                    **customers,
+                },
+                "orders": {"table": "main.orders", "key": "order_id"},
+            },
+        }
+
+    default = parse_spec(spec())
+    assert (default.neighbours("customers"), default.neighbours("orders")) == (10, 0)
+    assert parse_spec(spec(neighbours=0)).neighbours("customers") == 0
+    assert parse_spec(spec(neighbours=25)).neighbours("customers") == 25
+    with pytest.raises(Exception, match="neighbours"):
+        parse_spec(spec(neighbours=-1))
