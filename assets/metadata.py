@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 
+from pipeline.errors import PipelineError
 from pipeline.joins import JoinCheck
 from pipeline.profiling import ColumnProfile
 from pipeline.reports import markdown_image, mutual_information_png, sphere_png, timeline_png
 from pipeline.training import TrainingResult
-from pipeline.warehouse import qualified, split_table
+from pipeline.warehouse import DatabaseError, Warehouse, qualified, split_table
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | Non
     """
     schema, name = split_table(table)
     try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error as error:
+        con = Warehouse(warehouse, lock_timeout_s=0).open(read_only=True)
+    except (DatabaseError, PipelineError) as error:
         log.warning("could not read %s for metadata: %s", table, error)
         return None
     try:
@@ -173,8 +173,8 @@ def training_metadata(version: str, training: TrainingResult) -> dict[str, dg.Me
 def sphere_metadata(warehouse: Path, table: str) -> dict[str, dg.MetadataValue]:
     """The rows' embedding_3d as an inline PNG (best effort, like table_facts)."""
     try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error as error:
+        con = Warehouse(warehouse, lock_timeout_s=0).open(read_only=True)
+    except (DatabaseError, PipelineError) as error:
         log.info("no 3-d plot for %s: %s", table, error)
         return {}
     try:

@@ -23,14 +23,13 @@ import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-import duckdb
 import numpy as np
 
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.profiling import ColumnProfile
 from pipeline.spec import Spec
-from pipeline.warehouse import literal, qualified, quote
+from pipeline.warehouse import Connection, literal, qualified, quote
 
 TOP_LABELS = 5
 MAX_LABEL_DISTINCT = 50
@@ -136,7 +135,7 @@ class ReferencePlan:
 
 
 def plan_statistics(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     parent: str,
     profiles: dict[str, list[ColumnProfile]],
@@ -150,7 +149,7 @@ def plan_statistics(
 
 
 def plan_references(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     profiles: dict[str, list[ColumnProfile]],
@@ -185,7 +184,7 @@ def referenced_spaces(spec: Spec, name: str) -> set[str]:
 
 
 def _plan_lookup(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     foreign_key: list[str],
@@ -208,7 +207,7 @@ def _plan_lookup(
 
 
 def _plan_link(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     foreign_key: list[str],
@@ -254,7 +253,7 @@ def _plan_link(
 
 
 def _plan_column(
-    con: duckdb.DuckDBPyConnection, table: str, profile: ColumnProfile
+    con: Connection, table: str, profile: ColumnProfile
 ) -> ColumnPlan | None:
     kind = {"scalar": "number", "timestamp": "time"}.get(profile.detected_type)
     if profile.detected_type in LABEL_TYPES and profile.distinct_count <= MAX_LABEL_DISTINCT:

@@ -8,7 +8,6 @@ earlier in time only, where the space has a `time_column`.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 
 from pipeline.child_plans import (
@@ -20,11 +19,11 @@ from pipeline.child_plans import (
     value_sql,
 )
 from pipeline.spec import SpaceSpec, Spec
-from pipeline.warehouse import fetch_arrow, qualified, quote, table_columns
+from pipeline.warehouse import Connection, fetch_arrow, qualified, quote, table_columns
 
 
 def child_statistics(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     parent: str,
     rows_table: str,
@@ -76,7 +75,7 @@ def child_statistics(
 
 
 def _reference_blocks(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     space: SpaceSpec,
     rows_table: str,
     n_rows: int,
@@ -129,7 +128,7 @@ def _reference_blocks(
 
 
 def _referrers(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     space: SpaceSpec,
     rows_table: str,
     n_rows: int,
@@ -160,7 +159,7 @@ def _on(foreign_key: tuple[str, ...], key: list | tuple, child: str, parent: str
     )
 
 
-def _missing(con: duckdb.DuckDBPyConnection, plan: LinkPlan) -> set[str]:
+def _missing(con: Connection, plan: LinkPlan) -> set[str]:
     """Planned columns no longer in the table (read as NULL, like a missing input column)."""
     present = table_columns(con, plan.table)
     return {c.column for c in plan.columns if c.column not in present}
@@ -174,7 +173,7 @@ def _as_of(as_of: str | None, plan: LinkPlan, alias: str, joiner: str) -> str:
 
 
 def _grouped(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     n_rows: int,
     aggregates: list[str],
     source: str,
@@ -200,7 +199,7 @@ def _placed(table, n_rows: int) -> np.ndarray:
 
 
 def _stacked_block(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     as_of: str | None,
     children: str,
     n_rows: int,

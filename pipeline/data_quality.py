@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from pipeline.profiling import ColumnProfile
@@ -42,7 +41,7 @@ from pipeline.quality_sql import (
     read_sql,
 )
 from pipeline.spec import Spec
-from pipeline.warehouse import Warehouse, literal, qualified, quote, table_columns
+from pipeline.warehouse import Connection, Warehouse, literal, qualified, quote, table_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,7 +86,7 @@ def _content(profiles: list[ColumnProfile]) -> list[ColumnProfile]:
 
 
 def sample_frame(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     table: str,
     key_columns: list[str],
     columns: dict[str, str],
@@ -108,7 +107,7 @@ def sample_frame(
 
 
 def _space_sample(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     columns: list[str],
@@ -131,7 +130,7 @@ class _Bounds:
 
 
 def _learn_bounds(
-    con: duckdb.DuckDBPyConnection, table: str, profiles: list[ColumnProfile]
+    con: Connection, table: str, profiles: list[ColumnProfile]
 ) -> _Bounds:
     """Ranges of numbers and timestamps and the values of small label columns (one scan)."""
     content = _content(profiles)

@@ -12,11 +12,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from pipeline import demo_text as text
+from pipeline.warehouse import Warehouse
 
 SNAPSHOT = np.datetime64("2026-06-30T00:00:00", "s")
 HISTORY_START = SNAPSHOT - np.timedelta64(547, "D")  # 18 months of orders and tickets
@@ -316,8 +316,7 @@ def generate_demo_warehouse(path: str | Path, scale: float = 1.0, seed: int = 0)
     tables = build_demo_tables(scale=scale, seed=seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    try:
+    with Warehouse(path).connect() as con:
         con.execute("begin transaction")
         try:
             con.execute("create schema if not exists raw")
@@ -333,8 +332,6 @@ def generate_demo_warehouse(path: str | Path, scale: float = 1.0, seed: int = 0)
         except BaseException:
             con.execute("rollback")
             raise
-    finally:
-        con.close()
     return {name: table.num_rows for name, table in tables.items()}
 
 

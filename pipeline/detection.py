@@ -12,12 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cache
 
-import duckdb
 import numpy as np
 
 from pipeline.encoders import column_types
 from pipeline.encoders.base import ColumnType, render
-from pipeline.warehouse import INTEGER_TYPE, qualified, quote
+from pipeline.warehouse import INTEGER_TYPE, Connection, qualified, quote
 
 SAMPLE_ROWS = 10_000
 CLEAR_SHARE = 0.9
@@ -82,7 +81,7 @@ SAMPLE_TABLE = "__profile_sample"
 
 
 def _create_sample(
-    con: duckdb.DuckDBPyConnection, table: str, rows: int, key_columns: list[str]
+    con: Connection, table: str, rows: int, key_columns: list[str]
 ) -> str:
     """The table itself, or a temp table holding a deterministic sample of SAMPLE_ROWS rows
     (the same rows every run: the ones whose key hashes lowest) when it is larger."""
@@ -97,7 +96,7 @@ def _create_sample(
 
 
 def column_statistics(
-    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], key_columns: list[str]
+    con: Connection, table: str, columns: dict[str, str], key_columns: list[str]
 ) -> dict[str, ColumnStats]:
     """Counts over the whole table; pattern shares over a sample of non-null values."""
     parts = ["count(*)"]
@@ -120,7 +119,7 @@ def column_statistics(
 
 
 def _measure_patterns(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     table: str,
     source: str,
     columns: dict[str, str],

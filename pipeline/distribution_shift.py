@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 
 from pipeline.encoders import column_type
 from pipeline.spec import Spec
-from pipeline.warehouse import qualified, quote, table_columns
+from pipeline.warehouse import Connection, qualified, quote, table_columns
 
 if TYPE_CHECKING:
     from pipeline.joins import Link
@@ -20,7 +19,7 @@ MIN_GROUP = 10
 
 
 def distribution_shift(
-    con: duckdb.DuckDBPyConnection, spec: Spec, link: Link
+    con: Connection, spec: Spec, link: Link
 ) -> tuple[float | None, str | None]:
     """Largest KL divergence (nats), over the parent's plain columns, between parents with
     children and parents without: numbers in 10 quantile bins, labels as their 20 most common

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
 from pipeline.spec import ChildSpec, Spec
-from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote
+from pipeline.warehouse import Connection, Warehouse, fetch_arrow, qualified, quote
 
 
 @dataclass
@@ -51,7 +50,7 @@ def embeddings_table(spec: Spec, space: str) -> str:
 
 
 def _require_embeddings(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, parent: str, space: str
+    warehouse: Warehouse, con: Connection, spec: Spec, parent: str, space: str
 ) -> None:
     if not warehouse.table_exists(con, f"{spec.output_schema}.{space}_embeddings"):
         raise PipelineError(
@@ -66,7 +65,7 @@ def link_name(link: ChildSpec) -> str:
 
 
 def read_versions(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str
+    warehouse: Warehouse, con: Connection, spec: Spec, name: str
 ) -> dict[str, str]:
     """The space version of the embeddings each child and referenced space of `name` holds
     now (several versions are joined with '+'; a table not written yet is left out)."""
@@ -95,7 +94,7 @@ def _vectors(table, column: str = "embedding") -> np.ndarray:
 
 def read_children(
     warehouse: Warehouse,
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     rows_table: str,
@@ -164,7 +163,7 @@ def read_children(
 
 
 def read_references(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str, rows_table: str
+    warehouse: Warehouse, con: Connection, spec: Spec, name: str, rows_table: str
 ) -> list[Reference]:
     """The referenced rows' embeddings, aligned with the rows of `rows_table`."""
     space = spec.spaces[name]
@@ -195,7 +194,7 @@ def read_references(
     return references
 
 
-def _embedding_dim(con: duckdb.DuckDBPyConnection, spec: Spec, space: str) -> int:
+def _embedding_dim(con: Connection, spec: Spec, space: str) -> int:
     row = con.execute(
         f"select len(embedding) from {embeddings_table(spec, space)} limit 1"
     ).fetchone()

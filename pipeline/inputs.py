@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import torch
@@ -26,7 +25,7 @@ from pipeline.hierarchy import ChildSet, Reference, read_children, read_referenc
 from pipeline.profiling import ColumnProfile, stored_profiles
 from pipeline.spec import Spec
 from pipeline.text_embeddings import TEXT_DIM, cached_embeddings
-from pipeline.warehouse import Warehouse, fetch_arrow, qualified, quote, table_columns
+from pipeline.warehouse import Connection, Warehouse, fetch_arrow, qualified, quote, table_columns
 
 ROWS_TABLE = "__space_rows"
 
@@ -88,7 +87,7 @@ def _select_expression(column: str, type_name: str) -> str:
     return render(column_type(type_name).read_sql, column=quote(column))
 
 
-def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
+def create_rows_table(con: Connection, spec: Spec, name: str) -> None:
     """A temp table `__space_rows(__row, key..., foreign keys..., as_of)` in key order."""
     space = spec.spaces[name]
     keys = ", ".join(quote(k) for k in space.key_columns)
@@ -104,7 +103,7 @@ def create_rows_table(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> 
     )
 
 
-def rows_table_of(con: duckdb.DuckDBPyConnection, keys: pa.Table) -> None:
+def rows_table_of(con: Connection, keys: pa.Table) -> None:
     """`__space_rows(__row, key...)` from keys already read in row order: a step given the
     inputs another step read joins on the same rows (their keys, not the table's current
     order)."""
@@ -117,7 +116,7 @@ def rows_table_of(con: duckdb.DuckDBPyConnection, keys: pa.Table) -> None:
 
 
 def read_in_row_order(
-    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, select: str
+    con: Connection, spec: Spec, name: str, select: str
 ) -> pa.Table:
     """`select` (SQL over the space's table aliased `t`) for every row, in `__space_rows`
     order (see `create_rows_table`)."""
@@ -132,7 +131,7 @@ def read_in_row_order(
 
 def read_space_inputs(
     warehouse: Warehouse,
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     profiles: list[ColumnProfile] | None = None,
@@ -201,7 +200,7 @@ def read_space_inputs(
 
 
 def _encode_column(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, codec: Codec, raw: list | np.ndarray
+    warehouse: Warehouse, con: Connection, codec: Codec, raw: list | np.ndarray
 ) -> ColumnInput:
     arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(raw).items()}
     text_vectors = None

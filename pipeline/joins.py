@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import duckdb
 import pyarrow as pa
 
 from pipeline.distribution_shift import distribution_shift
 from pipeline.errors import JoinValidationError
 from pipeline.spec import Spec
-from pipeline.warehouse import INTEGER_TYPE, qualified, quote, table_columns
+from pipeline.warehouse import INTEGER_TYPE, Connection, qualified, quote, table_columns
 
 WARN_COVERAGE = 0.95
 WARN_KL = 1.0
@@ -116,7 +115,7 @@ def links_of(spec: Spec, space: str | None = None) -> list[Link]:
 
 
 def validate_joins(
-    con: duckdb.DuckDBPyConnection, spec: Spec, space: str | None = None
+    con: Connection, spec: Spec, space: str | None = None
 ) -> list[JoinCheck]:
     """One JoinCheck per link in the spec (or per link `space` reads)."""
     return [_check_link(con, spec, link) for link in links_of(spec, space)]
@@ -130,7 +129,7 @@ def _family(duckdb_type: str) -> str:
     return duckdb_type
 
 
-def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinCheck:
+def _check_link(con: Connection, spec: Spec, link: Link) -> JoinCheck:
     parent, child, foreign_key = link.parent, link.child, link.foreign_key
     parent_space, child_space = spec.spaces[parent], spec.spaces[child]
     parent_types = table_columns(con, parent_space.table)
@@ -293,12 +292,12 @@ def _check_link(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> JoinC
     )
 
 
-def _examples(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
+def _examples(con: Connection, query: str) -> list[str]:
     rows = con.execute(f"{query} limit {N_EXAMPLES}").fetchall()
     return [str(r[0] if len(r) == 1 else tuple(r))[:60] for r in rows]
 
 
-def _excluded_by_as_of(con: duckdb.DuckDBPyConnection, spec: Spec, link: Link) -> int | None:
+def _excluded_by_as_of(con: Connection, spec: Spec, link: Link) -> int | None:
     """Child rows that are never aggregated because they are not before the parent's as_of
     (a NULL time counts as not before)."""
     parent_space, child_space = spec.spaces[link.parent], spec.spaces[link.child]

@@ -4,7 +4,6 @@ an out-of-fold output from training."""
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -16,11 +15,11 @@ from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.predictors import Predictor
 from pipeline.profiling import stored_profiles
 from pipeline.spec import Spec
-from pipeline.warehouse import fetch_arrow, quote
+from pipeline.warehouse import Connection, fetch_arrow, quote
 
 
 def stored_embeddings(
-    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, version: str
+    con: Connection, spec: Spec, name: str, version: str
 ) -> np.ndarray:
     """The stored embeddings of a space, in key order; every row must have one, embedded by
     the space's current `version`."""
@@ -44,13 +43,13 @@ def stored_embeddings(
 
 
 def target_column(
-    con: duckdb.DuckDBPyConnection, spec: Spec, name: str, target: str
+    con: Connection, spec: Spec, name: str, target: str
 ) -> pa.ChunkedArray:
     """The target column as stored (its own type), in row order."""
     return read_in_row_order(con, spec, name, f"t.{quote(target)}").column(0)
 
 
-def time_order(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> np.ndarray | None:
+def time_order(con: Connection, spec: Spec, name: str) -> np.ndarray | None:
     """Epoch seconds of the space's `time_column` in row order (NULL last); None without a
     time column or when none of its values reads as a time."""
     space = spec.spaces[name]
@@ -64,7 +63,7 @@ def time_order(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> np.ndar
     return times
 
 
-def target_type(con: duckdb.DuckDBPyConnection, spec: Spec, name: str, target: str) -> str:
+def target_type(con: Connection, spec: Spec, name: str, target: str) -> str:
     """The target column's detected type, from the space's stored column profile."""
     for p in stored_profiles(con, spec, name):
         if p.column == target:

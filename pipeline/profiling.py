@@ -7,7 +7,6 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, replace
 
-import duckdb
 import pyarrow as pa
 
 from pipeline.detection import Decision, column_statistics, decide, non_blank
@@ -15,7 +14,7 @@ from pipeline.encoders import JUNK_TYPES, column_type, type_names
 from pipeline.encoders.base import render
 from pipeline.errors import SpecError
 from pipeline.spec import Spec
-from pipeline.warehouse import qualified, quote, table_columns
+from pipeline.warehouse import Connection, qualified, quote, table_columns
 
 TARGET_TYPES = ("scalar", "category", "boolean", "ordinal")
 DECLARED_MIN_SHARE = 0.5
@@ -58,7 +57,7 @@ def structural_roles(spec: Spec, name: str) -> dict[str, str]:
     return roles
 
 
-def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list[ColumnProfile]:
+def profile_space(con: Connection, spec: Spec, name: str) -> list[ColumnProfile]:
     """Profile every column of a space's table (statistics in SQL, patterns on a sample)."""
     space = spec.spaces[name]
     columns = table_columns(con, space.table)
@@ -117,7 +116,7 @@ def profile_space(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list
     return _with_unparsed(con, space.table, profiles, columns)
 
 
-def stored_profiles(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> list[ColumnProfile]:
+def stored_profiles(con: Connection, spec: Spec, name: str) -> list[ColumnProfile]:
     """The profile `validate` wrote to `<output_schema>.column_profile`, when it still fits the
     table and the spec (same columns, roles and declared types); otherwise a fresh profile."""
     space = spec.spaces[name]
@@ -153,7 +152,7 @@ def stored_profiles(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> li
 
 
 def _with_unparsed(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     table: str,
     profiles: list[ColumnProfile],
     warehouse_types: dict[str, str],
@@ -191,7 +190,7 @@ def _unparsed_condition(column: str, type_name: str, warehouse_type: str) -> str
 
 
 def unparsed_counts(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     table: str,
     types: dict[str, str],
     warehouse_types: dict[str, str],
@@ -234,7 +233,7 @@ def _kept_by_spec(decision: Decision, nonnull: int) -> Decision:
 
 
 def _declared(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     spec: Spec,
     name: str,
     column: str,

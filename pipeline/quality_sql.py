@@ -11,12 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
-
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.profiling import ColumnProfile
-from pipeline.warehouse import literal, qualified, quote, table_columns
+from pipeline.warehouse import Connection, literal, qualified, quote, table_columns
 
 LABEL_TYPES = ("category", "boolean", "ordinal")
 
@@ -151,7 +149,7 @@ def _outcome(considered: int, unexpected: int, mostly: float, rows: int) -> Exac
 
 
 def exact_results(
-    con: duckdb.DuckDBPyConnection, table: str, configs: list, profiles: list[ColumnProfile]
+    con: Connection, table: str, configs: list, profiles: list[ColumnProfile]
 ) -> list[ExactResult | None]:
     """Each expectation SQL computes, over every row of `table`, in `configs` order (None
     for the others): the row checks in one scan, each uniqueness check in a grouped one."""

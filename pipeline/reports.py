@@ -10,13 +10,13 @@ import io
 import json
 from pathlib import Path
 
-import duckdb
 import numpy as np
 
 from pipeline.artifacts import load_json
 from pipeline.model_store import current_set
 from pipeline.objective import LOSS_PARTS
 from pipeline.spec import Spec
+from pipeline.warehouse import Warehouse
 
 
 def _figure(width: float = 6, height: float = 3.5, projection: str | None = None):
@@ -81,13 +81,10 @@ def space_report(spec: Spec, name: str, folder: Path) -> dict[str, Path]:
     training = description.get("training") or {}
     timeline_file = model_set / "timeline.json"
     timeline = load_json(timeline_file)["timeline"] if timeline_file.exists() else []
-    con = duckdb.connect(str(spec.warehouse), read_only=True)
-    try:
+    with Warehouse(spec.warehouse, spec.output_schema).connect(read_only=True) as con:
         rows = con.execute(
             f'select embedding_3d from "{spec.output_schema}"."{name}_embeddings"'
         ).fetchall()
-    finally:
-        con.close()
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         "timeline": timeline_png(timeline, f"{name}: training losses"),

@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import torch
@@ -26,7 +25,7 @@ from pipeline.spec import Spec
 from pipeline.text_embeddings import MODEL_NAME
 from pipeline.training import TrainingResult, train_space
 from pipeline.training_plan import space_budget
-from pipeline.warehouse import Warehouse, qualified, quote, table_columns
+from pipeline.warehouse import Connection, Warehouse, qualified, quote, table_columns
 
 EMBED_BATCH = 1024
 PROJECTION_ROWS = 4096
@@ -72,7 +71,7 @@ class Space:
     def read_training_data(
         cls,
         warehouse: Warehouse,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         spec: Spec,
         name: str,
         profiles: list[ColumnProfile],
@@ -131,7 +130,7 @@ class Space:
         return space
 
     def read_inputs(
-        self, warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec
+        self, warehouse: Warehouse, con: Connection, spec: Spec
     ) -> SpaceInputs:
         """Current rows of the table through the saved codecs (no refitting). Refuses when a
         child or referenced space was retrained since this one was trained on its embeddings."""
@@ -297,7 +296,7 @@ def _pools_timed_rows(spec: Spec, name: str) -> bool:
 
 
 def embed_children_as_of(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, spec: Spec, name: str
+    warehouse: Warehouse, con: Connection, spec: Spec, name: str
 ) -> dict[str, str]:
     """`as_of` at every depth. A child row's stored embedding pools all of its own children,
     including those dated after its parent's `as_of`; so for a space with `as_of`, each child

@@ -25,12 +25,11 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from pipeline.warehouse import Warehouse, fetch_arrow
+from pipeline.warehouse import Connection, Warehouse, fetch_arrow
 
 TABLE_VERSION = 2
 """How the token table is built (bump when that changes: cached values are then redone)."""
@@ -171,7 +170,7 @@ def encode_with_transformer(texts: list[str]) -> np.ndarray:
 
 
 def cached_embeddings(
-    warehouse: Warehouse, con: duckdb.DuckDBPyConnection, texts: list[str]
+    warehouse: Warehouse, con: Connection, texts: list[str]
 ) -> np.ndarray:
     """Embeddings of `texts` (in order), computing only the values not cached yet."""
     distinct = sorted(set(texts))
@@ -211,7 +210,7 @@ def cached_embeddings(
     return np.stack([found[t] for t in texts]) if texts else np.zeros((0, TEXT_DIM), np.float32)
 
 
-def _append_cache(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None:
     cache = warehouse.output_table(CACHE_TABLE)
     con.register("__new_texts", rows)
     try:

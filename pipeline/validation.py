@@ -3,14 +3,12 @@ never NULL. Relationships between spaces are checked in `joins`."""
 
 from __future__ import annotations
 
-import duckdb
-
 from pipeline.errors import DataError, SpecError
 from pipeline.spec import Spec
-from pipeline.warehouse import qualified, quote, table_columns
+from pipeline.warehouse import Connection, qualified, quote, table_columns
 
 
-def check_space_columns(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
+def check_space_columns(con: Connection, spec: Spec, name: str) -> None:
     """Every column the spec names for this space exists in its table."""
     space = spec.spaces[name]
     columns = table_columns(con, space.table)
@@ -54,7 +52,7 @@ def check_space_columns(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -
                 )
 
 
-def check_key(con: duckdb.DuckDBPyConnection, spec: Spec, name: str) -> None:
+def check_key(con: Connection, spec: Spec, name: str) -> None:
     """The key must be unique and never NULL."""
     space = spec.spaces[name]
     keys = ", ".join(quote(c) for c in space.key_columns)

@@ -16,6 +16,11 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
+Connection = duckdb.DuckDBPyConnection
+"""An open warehouse connection (the one database type other modules name)."""
+DatabaseError = duckdb.Error
+"""What the database raises (other modules catch this, never a driver's own class)."""
+
 INTEGER_TYPE = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
 """DuckDB's integer types (what a key of integers can be)."""
 
@@ -82,7 +87,7 @@ class Warehouse:
         self.lock_timeout_s = lock_timeout_s
 
     @contextlib.contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False) -> Iterator[Connection]:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"warehouse file {self.path} does not exist")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +97,11 @@ class Warehouse:
         finally:
             con.close()
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def open(self, read_only: bool = False) -> Connection:
+        """One connection that the caller closes (`connect` closes it for you)."""
+        return self._open(read_only)
+
+    def _open(self, read_only: bool) -> Connection:
         started, wait = time.monotonic(), 0.1
         while True:
             try:
@@ -116,7 +125,7 @@ class Warehouse:
     def output_table(self, name: str) -> str:
         return f"{quote(self.output_schema)}.{quote(name)}"
 
-    def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    def table_exists(self, con: Connection, table: str) -> bool:
         schema, name = split_table(table)
         row = con.execute(
             "select count(*) from information_schema.tables "
@@ -127,7 +136,7 @@ class Warehouse:
 
     def write_table(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         name: str,
         data: pa.Table | pa.RecordBatchReader,
         replace_where: str = "",
@@ -171,7 +180,7 @@ def split_table(table: str) -> tuple[str, str]:
     return parts[-2], parts[-1]
 
 
-def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+def table_columns(con: Connection, table: str) -> dict[str, str]:
     """Column name -> DuckDB type of a table or view, in table order; {} if it does not exist."""
     schema, name = split_table(table)
     rows = con.execute(
@@ -182,7 +191,7 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {column: dtype for column, dtype in rows}
 
 
-def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> pa.Table:
+def fetch_arrow(con: Connection, query: str, params: list | None = None) -> pa.Table:
     """Run a query and return an Arrow table (works on DuckDB 1.x and 2.x)."""
     result = con.execute(query, params or [])
     if hasattr(result, "to_arrow_table"):
