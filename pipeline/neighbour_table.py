@@ -110,15 +110,18 @@ def _batches(
     names = keys.column_names
     for rows, similarities, found in index.every_row(k):
         width = found.shape[1]
-        own = keys.take(pa.array(np.repeat(rows, width)))
-        theirs = keys.take(pa.array(found.reshape(-1)))
+        # an inverted file can find fewer rows than asked for (-1, always last): left out
+        found_any = found.reshape(-1) >= 0
+        own = keys.take(pa.array(np.repeat(rows, width)[found_any]))
+        theirs = keys.take(pa.array(found.reshape(-1)[found_any]))
+        ranks = np.tile(np.arange(1, width + 1, dtype=np.int32), len(rows))[found_any]
         batch = pa.RecordBatch.from_arrays(
             [
                 *(c.combine_chunks() for c in own.columns),
                 *(c.combine_chunks() for c in theirs.columns),
-                pa.array(np.tile(np.arange(1, width + 1, dtype=np.int32), len(rows))),
-                pa.array(similarities.reshape(-1).astype(np.float32)),
-                pa.array([version] * (len(rows) * width), pa.string()),
+                pa.array(ranks),
+                pa.array(similarities.reshape(-1)[found_any].astype(np.float32)),
+                pa.array([version] * int(found_any.sum()), pa.string()),
             ],
             names=[
                 *names,

@@ -357,9 +357,8 @@ def predict(
 
 def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
     """The whole pipeline: validate, then bottom-up train + embed (+ neighbours), then
-    predictors. Each
-    space is read once: its embed, predictor and predict steps read the rows it was trained
-    on."""
+    predictors. Each space is read once: its embed, predictor and predict steps read the rows
+    it was trained on."""
     validate(spec)
     summary: dict[str, dict] = {}
     shared: dict[str, SpaceInputs] = {}

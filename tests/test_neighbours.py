@@ -7,9 +7,11 @@ import logging
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from pipeline import neighbours, runner
+from pipeline.neighbour_table import _batches
 from pipeline.neighbours import NeighbourIndex
 from pipeline.search import nearest
 from pipeline.spec import parse_spec
@@ -68,6 +70,30 @@ def test_a_large_space_gets_an_inverted_file_with_high_recall(monkeypatch) -> No
     # the same embeddings and seed give the same neighbours
     _, again = _every_row(NeighbourIndex.build(x, seed=0), 10)
     np.testing.assert_array_equal(found, again)
+
+
+def test_rows_an_inverted_file_finds_too_few_neighbours_for_keep_the_ones_found(
+    monkeypatch,
+) -> None:
+    """With one group searched and groups of a few rows, many rows find fewer than k others
+    (faiss answers -1): those places are left out, never written as a neighbour."""
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 10)
+    monkeypatch.setattr(neighbours, "LISTS_PER_SQRT_ROW", 8)
+    monkeypatch.setattr(neighbours, "TRAINING_ROWS_PER_LIST", 4)
+    monkeypatch.setattr(neighbours, "PROBES", 1)
+    x = _clustered(400, 8, seed=3)
+    index = NeighbourIndex.build(x, seed=0)
+    assert not index.exact
+    _, found = _every_row(index, 10)
+    assert (found < 0).any()  # the case under test happens
+    keys = pa.table({"id": pa.array(np.arange(400, dtype=np.int64) + 1000)})
+    table = pa.Table.from_batches(list(_batches(index, keys, 10, "v1")))
+    assert table.num_rows == int((found >= 0).sum())
+    ids, theirs = table.column("id").to_numpy(), table.column("neighbour_id").to_numpy()
+    assert (theirs >= 1000).all() and (ids != theirs).all()
+    for row in np.unique(ids)[:50]:  # ranks run 1..m for the m neighbours found
+        ranks = table.column("rank").to_numpy()[ids == row]
+        np.testing.assert_array_equal(ranks, np.arange(1, len(ranks) + 1))
 
 
 def test_the_run_writes_the_table_and_search_reads_the_index(hierarchical_run) -> None:
