@@ -9,7 +9,6 @@ deterministic: the same embeddings and seed give the same neighbours."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,20 +24,6 @@ KMEANS_ITERATIONS = 10
 PROBES = 32
 BATCH_ROWS = 8192
 INDEX_FILE = "index.faiss"
-
-
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """faiss's OpenMP threads for the block (None: leave as is)."""
-    if n is None:
-        yield
-        return
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

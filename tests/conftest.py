@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -21,6 +22,27 @@ from pipeline.warehouse import fetch_arrow
 REPO = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")
 QUALITY_SCALE = 0.4
+
+
+TWO_SPACES = {
+    "warehouse": "w.duckdb",
+    "spaces": {
+        "customers": {
+            "table": "main.customers",
+            "key": "customer_id",
+            "children": [{"space": "orders", "foreign_key": "customer_id"}],
+        },
+        "orders": {"table": "main.orders", "key": "order_id"},
+    },
+}
+"""The smallest hierarchical spec (customers <- orders), for tests of the spec itself."""
+
+
+def two_spaces_with(change) -> dict:
+    """A copy of TWO_SPACES after `change(data)`."""
+    data = copy.deepcopy(TWO_SPACES)
+    change(data)
+    return data
 
 
 def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pipeline.neighbour_table import _batches
 from pipeline.neighbours import NeighbourIndex
 from pipeline.search import nearest
 from pipeline.spec import parse_spec
-from tests.conftest import FAST_TRAINING, demo_spec_dict, write_spec
+from tests.conftest import FAST_TRAINING, demo_spec_dict, two_spaces_with, write_spec
 
 
 def _clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -152,18 +152,7 @@ def test_search_scans_every_row_when_the_index_is_older_than_the_embeddings(
 
 def test_neighbours_in_the_spec() -> None:
     def spec(**customers) -> dict:
-        return {
-            "warehouse": "w.duckdb",
-            "spaces": {
-                "customers": {
-                    "table": "main.customers",
-                    "key": "customer_id",
-                    "children": [{"space": "orders", "foreign_key": "customer_id"}],
-                    **customers,
-                },
-                "orders": {"table": "main.orders", "key": "order_id"},
-            },
-        }
+        return two_spaces_with(lambda d: d["spaces"]["customers"].update(customers))
 
     default = parse_spec(spec())
     assert (default.neighbours("customers"), default.neighbours("orders")) == (10, 0)

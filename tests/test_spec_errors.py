@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import duckdb
@@ -11,25 +10,7 @@ import pytest
 from pipeline import runner
 from pipeline.errors import DataError, DataWarning, JoinValidationError, SpecError
 from pipeline.spec import load_spec, parse_spec
-from tests.conftest import demo_spec_dict, write_spec
-
-BASE = {
-    "warehouse": "w.duckdb",
-    "spaces": {
-        "customers": {
-            "table": "main.customers",
-            "key": "customer_id",
-            "children": [{"space": "orders", "foreign_key": "customer_id"}],
-        },
-        "orders": {"table": "main.orders", "key": "order_id"},
-    },
-}
-
-
-def with_change(change) -> dict:
-    data = copy.deepcopy(BASE)
-    change(data)
-    return data
+from tests.conftest import TWO_SPACES, demo_spec_dict, two_spaces_with, write_spec
 
 
 @pytest.mark.parametrize(
@@ -85,13 +66,13 @@ def with_change(change) -> dict:
 )
 def test_bad_spec_names_the_yaml_place(change, place, words):
     with pytest.raises(SpecError) as error:
-        parse_spec(with_change(change))
+        parse_spec(two_spaces_with(change))
     assert error.value.place.startswith(place)
     assert words in str(error.value)
 
 
 def test_cycle_names_the_whole_loop():
-    data = with_change(
+    data = two_spaces_with(
         lambda d: d["spaces"]["orders"].update(
             references=[{"space": "customers", "foreign_key": "customer_id"}]
         )
@@ -110,7 +91,7 @@ def test_missing_file_and_bad_yaml(tmp_path: Path):
 
 
 def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path):
-    spec = write_spec(tmp_path / "s.yaml", BASE)
+    spec = write_spec(tmp_path / "s.yaml", TWO_SPACES)
     assert spec.warehouse == tmp_path / "w.duckdb"
     assert spec.artifacts == tmp_path / "artifacts"
     assert spec.training_order() == ["orders", "customers"]
@@ -135,17 +116,19 @@ def _tiny_warehouse(path: Path, order_key_type: str = "integer") -> Path:
 
 def test_unknown_table_and_column(tmp_path: Path):
     warehouse = _tiny_warehouse(tmp_path / "w.duckdb")
-    data = with_change(lambda d: d["spaces"]["orders"].update(table="main.ordres"))
+    data = two_spaces_with(lambda d: d["spaces"]["orders"].update(table="main.ordres"))
     spec = write_spec(tmp_path / "s.yaml", {**data, "warehouse": str(warehouse)})
     with pytest.raises(SpecError, match=r"spaces.orders.table: table or view 'main.ordres'"):
         runner.validate(spec)
-    data = with_change(
+    data = two_spaces_with(
         lambda d: d["spaces"]["customers"].update(columns={"chrn": {"target": True}})
     )
     spec = write_spec(tmp_path / "s.yaml", {**data, "warehouse": str(warehouse)})
     with pytest.raises(SpecError, match=r"spaces.customers.columns.chrn: column 'chrn' is not in"):
         runner.validate(spec)
-    data = with_change(lambda d: d["spaces"]["customers"]["children"][0].update(foreign_key="cid"))
+    data = two_spaces_with(
+        lambda d: d["spaces"]["customers"]["children"][0].update(foreign_key="cid")
+    )
     spec = write_spec(tmp_path / "s.yaml", {**data, "warehouse": str(warehouse)})
     with pytest.raises(SpecError, match=r"children\[0\].foreign_key: column 'cid' is not in"):
         runner.validate(spec)
@@ -153,7 +136,7 @@ def test_unknown_table_and_column(tmp_path: Path):
 
 def test_duplicate_and_null_keys(tmp_path: Path):
     warehouse = _tiny_warehouse(tmp_path / "w.duckdb")
-    spec = write_spec(tmp_path / "s.yaml", {**BASE, "warehouse": str(warehouse)})
+    spec = write_spec(tmp_path / "s.yaml", {**TWO_SPACES, "warehouse": str(warehouse)})
     con = duckdb.connect(str(warehouse))
     con.execute("insert into customers values (5, 'plan1', 2.0), (5, 'plan2', 3.0)")
     con.close()
@@ -171,7 +154,7 @@ def test_duplicate_and_null_keys(tmp_path: Path):
 
 def test_int_vs_string_foreign_key_stops_training(tmp_path: Path):
     warehouse = _tiny_warehouse(tmp_path / "w.duckdb", order_key_type="varchar")
-    spec = write_spec(tmp_path / "s.yaml", {**BASE, "warehouse": str(warehouse)})
+    spec = write_spec(tmp_path / "s.yaml", {**TWO_SPACES, "warehouse": str(warehouse)})
     with pytest.raises(
         JoinValidationError,
         match=r"key types differ: orders.customer_id is "
@@ -192,7 +175,7 @@ def test_int_vs_string_foreign_key_stops_training(tmp_path: Path):
 
 def test_low_coverage_warns_and_blocks_only_below_a_declared_limit(tmp_path: Path):
     warehouse = _tiny_warehouse(tmp_path / "w.duckdb")
-    spec = write_spec(tmp_path / "s.yaml", {**BASE, "warehouse": str(warehouse)})
+    spec = write_spec(tmp_path / "s.yaml", {**TWO_SPACES, "warehouse": str(warehouse)})
     con = duckdb.connect(str(warehouse))
     con.execute("update orders set customer_id = customer_id + 1000 where order_id % 10 = 0")
     con.close()
@@ -207,7 +190,7 @@ def test_low_coverage_warns_and_blocks_only_below_a_declared_limit(tmp_path: Pat
         assert runner.validate_space(spec, "customers").joins[0].status == "warn"
     strict = write_spec(
         tmp_path / "strict.yaml",
-        {**BASE, "warehouse": str(warehouse), "min_join_coverage": 0.5},
+        {**TWO_SPACES, "warehouse": str(warehouse), "min_join_coverage": 0.5},
     )
     with pytest.raises(JoinValidationError, match="only 30% of orders rows find their customers"):
         runner.validate(strict)
