@@ -13,10 +13,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.checks import (
+    COLUMNS_CHECK,
+    QUALITY_CHECK,
+    columns_result,
+    join_check_results,
+    quality_result,
+)
 from assets.dbt import MARTS_GROUP, build_dbt_assets, dbt_resource
 from assets.metadata import (
-    join_metadata,
-    markdown_table,
     metrics_metadata,
     output_table_metadata,
     profile_metadata,
@@ -26,15 +31,12 @@ from assets.metadata import (
 )
 from assets.resources import SpacesResource
 from pipeline import runner
-from pipeline.data_quality import QualityReport, check_space_quality
-from pipeline.joins import JoinCheck, Link, links_of
-from pipeline.profiling import ColumnProfile
+from pipeline.data_quality import check_space_quality
+from pipeline.joins import Link, links_of
 from pipeline.spec import Spec, load_spec
 from pipeline.warehouse import table_parts
 
 PREFIX = "ml"
-QUALITY_CHECK = "data_quality"
-COLUMNS_CHECK = "column_values"
 POOL = "duckdb"
 
 
@@ -140,92 +142,11 @@ def _profile_asset(
         if facts:
             metadata["table_rows"] = dg.MetadataValue.int(facts[0])
         yield dg.MaterializeResult(metadata=metadata)
-        yield from _check_results(checks, validation.joins)
-        yield _columns_result(validation.profiles)
-        yield _quality_result(check_space_quality(current, space, validation.profiles))
+        yield from join_check_results(checks, validation.joins)
+        yield columns_result(validation.profiles)
+        yield quality_result(check_space_quality(current, space, validation.profiles))
 
     return profile
-
-
-def _columns_result(profiles: list[ColumnProfile]) -> dg.AssetCheckResult:
-    mixed = [p for p in profiles if p.unparsed_count and not p.excluded]
-    return dg.AssetCheckResult(
-        check_name=COLUMNS_CHECK,
-        passed=not mixed,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "mixed_columns": dg.MetadataValue.md(
-                markdown_table(
-                    ["column", "type", "unparsed values", "examples"],
-                    [
-                        (
-                            p.column,
-                            p.detected_type,
-                            p.unparsed_count,
-                            ", ".join(p.unparsed_examples),
-                        )
-                        for p in mixed
-                    ],
-                )
-                if mixed
-                else "every value parses"
-            ),
-            "excluded_columns": dg.MetadataValue.text(
-                ", ".join(f"{p.column} ({p.reason})" for p in profiles if p.excluded) or "none"
-            ),
-        },
-    )
-
-
-def _quality_result(report: QualityReport) -> dg.AssetCheckResult:
-    metadata: dict[str, dg.MetadataValue] = {
-        "expectations": dg.MetadataValue.int(report.evaluated),
-        "failed": dg.MetadataValue.text(", ".join(report.failed) or "none"),
-    }
-    if report.learned:
-        metadata["learned"] = dg.MetadataValue.text(
-            f"{report.learned} expectations learned from this data; the next data is "
-            "validated against them"
-        )
-    if report.docs_index:
-        metadata["data_docs"] = dg.MetadataValue.url(report.docs_index.as_uri())
-    if report.page:
-        metadata["report"] = dg.MetadataValue.url(report.page.as_uri())
-    return dg.AssetCheckResult(
-        check_name=QUALITY_CHECK,
-        passed=report.success,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
-    )
-
-
-def _check_results(
-    checks: Mapping[Link, str], joins: list[JoinCheck]
-) -> Iterator[dg.AssetCheckResult]:
-    found = {j.place: j for j in joins}
-    for link, name in checks.items():
-        join = found.get(link.place)
-        if join is None:
-            yield dg.AssetCheckResult(
-                check_name=name,
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"message": "validation returned no result for this relationship"},
-            )
-            continue
-        # ok passes; warn fails with WARN (shown, never blocks); error fails with ERROR,
-        # which stops the blocking check's downstream spaces.
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=join.status == "ok",
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if join.status == "error"
-                else dg.AssetCheckSeverity.WARN
-            ),
-            metadata=join_metadata(join),
-            description=join.message,
-        )
 
 
 def code_version(spec: Spec, space: str) -> str:
