@@ -96,8 +96,10 @@ class SpaceSpec(_Strict):
     time_column: str | None = None
     neighbours: int | None = Field(default=None, ge=0, le=100)
     """How many nearest rows `ml.<space>_neighbours` keeps per row: unset, 10 for a space
-    that no other space pools or references (the tables people search) and none for the
-    rest; 0, no neighbours table."""
+    that no other space pools or references and whose key is one column (the entities
+    people search) and none for the rest (pooled tables, and events or facts keyed by
+    several columns: a similar line item is rarely asked for and costs a search per row);
+    0, no neighbours table."""
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -162,7 +164,9 @@ class Spec(_Strict):
         chosen = self.spaces[name].neighbours
         if chosen is not None:
             return chosen
-        return 0 if self.parents_of(name) else DEFAULT_NEIGHBOURS
+        if self.parents_of(name) or len(self.spaces[name].key_columns) > 1:
+            return 0
+        return DEFAULT_NEIGHBOURS
 
 
 DEFAULT_NEIGHBOURS = 10

@@ -160,3 +160,9 @@ def test_neighbours_in_the_spec() -> None:
     assert parse_spec(spec(neighbours=25)).neighbours("customers") == 25
     with pytest.raises(Exception, match="neighbours"):
         parse_spec(spec(neighbours=-1))
+    # a root keyed by several columns (events, facts) keeps none unless asked for
+    composite = parse_spec(spec(key=["customer_id", "region"], children=[]))
+    assert composite.neighbours("customers") == 0
+    assert parse_spec(spec(key=["customer_id", "region"], children=[], neighbours=10)).neighbours(
+        "customers"
+    ) == 10
