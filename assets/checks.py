@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from assets.metadata import join_metadata, markdown_table
-from pipeline.data_quality import QualityReport
-from pipeline.joins import JoinCheck, Link
-from pipeline.profiling import ColumnProfile
+from pipeline.understanding.data_quality import QualityReport
+from pipeline.understanding.joins import JoinCheck, Link
+from pipeline.understanding.profiling import ColumnProfile
 
 QUALITY_CHECK = "data_quality"
 COLUMNS_CHECK = "column_values"

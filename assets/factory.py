@@ -31,10 +31,10 @@ from assets.metadata import (
 )
 from assets.resources import SpacesResource
 from pipeline import runner
-from pipeline.data_quality import check_space_quality
-from pipeline.joins import Link, links_of
 from pipeline.spec import Spec, load_spec
-from pipeline.warehouse import table_parts
+from pipeline.understanding.data_quality import check_space_quality
+from pipeline.understanding.joins import Link, links_of
+from pipeline.warehouse.sql import table_parts
 
 PREFIX = "ml"
 POOL = "duckdb"

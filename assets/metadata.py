@@ -10,11 +10,12 @@ import dagster as dg
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.joins import JoinCheck
-from pipeline.profiling import ColumnProfile
 from pipeline.reports import markdown_image, mutual_information_png, sphere_png, timeline_png
-from pipeline.training import TrainingResult
-from pipeline.warehouse import DatabaseError, Warehouse, qualified, split_table
+from pipeline.spaces.training import TrainingResult
+from pipeline.understanding.joins import JoinCheck
+from pipeline.understanding.profiling import ColumnProfile
+from pipeline.warehouse.connection import DatabaseError, Warehouse
+from pipeline.warehouse.sql import qualified, split_table
 
 log = logging.getLogger(__name__)
 

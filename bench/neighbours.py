@@ -38,12 +38,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import neighbours  # noqa: E402
-from pipeline.neighbour_table import write_neighbours  # noqa: E402
-from pipeline.neighbours import NeighbourIndex  # noqa: E402
 from pipeline.search import nearest  # noqa: E402
+from pipeline.spaces import neighbours  # noqa: E402
+from pipeline.spaces.neighbour_table import write_neighbours  # noqa: E402
+from pipeline.spaces.neighbours import NeighbourIndex  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
-from pipeline.warehouse import Warehouse, fetch_arrow  # noqa: E402
+from pipeline.warehouse.connection import Warehouse, fetch_arrow  # noqa: E402
 
 K = 10
 QUERIES = 2_000

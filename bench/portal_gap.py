@@ -29,9 +29,9 @@ import relational  # noqa: E402
 import relational_data  # noqa: E402
 
 from pipeline import runner  # noqa: E402
-from pipeline.predictor_reads import target_column  # noqa: E402
 from pipeline.predictors import predictor_features  # noqa: E402
-from pipeline.space import Space  # noqa: E402
+from pipeline.predictors.reads import target_column  # noqa: E402
+from pipeline.spaces.space import Space  # noqa: E402
 from pipeline.spec import load_spec  # noqa: E402
 
 TASK = "portal_plot_type"

@@ -107,7 +107,7 @@ def timed_predict(spec, profile: bool) -> tuple[float, float, dict[str, tuple[fl
     them)."""
     clock = None
     if "clock" in inspect.signature(runner.predict).parameters:  # not before issue 14
-        from pipeline.predictions import Stopwatch
+        from pipeline.predictors.predictions import Stopwatch
 
         clock = Stopwatch()
     profiler = cProfile.Profile() if profile else None

@@ -17,9 +17,9 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.joins import validate_joins  # noqa: E402
-from pipeline.profiling import profile_space  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
+from pipeline.understanding.joins import validate_joins  # noqa: E402
+from pipeline.understanding.profiling import profile_space  # noqa: E402
 
 MESSY_COLUMNS = """
     i as customer_id,

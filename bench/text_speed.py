@@ -43,7 +43,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import relational_data  # noqa: E402
 import warehouse_time  # noqa: E402
 
-from pipeline import text_embeddings  # noqa: E402
+from pipeline.encoders import text_vectors  # noqa: E402
 
 RESULTS = BENCH / "text_speed_results.json"
 
@@ -101,20 +101,20 @@ def main() -> None:
     args = parser.parse_args()
     results: dict = {"scale": args.scale, "sample": args.sample, "corpora": {}}
     started = time.perf_counter()
-    text_embeddings.token_table()
+    text_vectors.token_table()
     results["token_table_s"] = round(time.perf_counter() - started, 2)
-    text_embeddings.encode(["warm up the tokenizer"])  # loaded once, not in a corpus's rate
+    text_vectors.encode(["warm up the tokenizer"])  # loaded once, not in a corpus's rate
     for name, values in corpora(args.scale, Path(args.folder)).items():
         began = time.perf_counter()
-        text_embeddings.encode(values)
+        text_vectors.encode(values)
         static_rate = len(values) / (time.perf_counter() - began)
         sample = values
         if len(values) > args.sample:
             chosen = np.sort(np.random.default_rng(0).permutation(len(values))[: args.sample])
             sample = [values[i] for i in chosen]
-        static = text_embeddings.encode(sample)
+        static = text_vectors.encode(sample)
         began = time.perf_counter()
-        full = text_embeddings.encode_with_transformer(sample)
+        full = text_vectors.encode_with_transformer(sample)
         full_rate = len(sample) / (time.perf_counter() - began)
         row = {
             "distinct": len(values),

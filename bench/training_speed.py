@@ -29,7 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import objective, runner, training  # noqa: E402
+from pipeline import runner  # noqa: E402
+from pipeline.spaces import objective, training  # noqa: E402
 from pipeline.spec import TrainingSpec, parse_spec  # noqa: E402
 
 N_NUMBERS = 15
@@ -139,8 +140,8 @@ def legacy_step(model, batch, generator, choices):
 
 def points_inputs(spec) -> tuple:
     """The `points` space's inputs, tokens and zero-configuration choices."""
-    from pipeline.inputs import read_space_inputs
-    from pipeline.model import token_specs
+    from pipeline.spaces.model import token_specs
+    from pipeline.spaces.reads import read_space_inputs
 
     warehouse = runner.warehouse_of(spec)
     with warehouse.connect() as con:
@@ -154,7 +155,7 @@ def compare_steps(spec, repeats: int = 4, steps: int = 6) -> None:
     """Rows/s of single training steps on the same model and batches, interleaved so machine
     load hits every variant alike: the three-pass step against the one batched pass, at
     dropout 0.1 and 0, on one thread and on all of torch's threads."""
-    from pipeline.model import SpaceModel, gather
+    from pipeline.spaces.model import SpaceModel, gather
 
     inputs, tokens, choices = points_inputs(spec)
     all_threads = torch.get_num_threads()
@@ -202,7 +203,7 @@ def step_parts(spec, repeats: int = 20) -> None:
     """Where one training step's time goes, on one thread: forward + backward of the column
     encoders, of the transformer (the full view and the two masked views) and of the
     decoders' losses, each alone on the same 256-row batch, beside the whole loss."""
-    from pipeline.model import SpaceModel, gather
+    from pipeline.spaces.model import SpaceModel, gather
 
     torch.set_num_threads(1)
     inputs, tokens, choices = points_inputs(spec)

@@ -8,7 +8,7 @@ from importlib import import_module
 from pipeline.errors import DataError, JoinValidationError, PipelineError, SpecError
 from pipeline.spec import Spec, load_spec, parse_spec
 
-_LAZY = {"Space": "pipeline.space", "Predictor": "pipeline.predictors"}
+_LAZY = {"Space": "pipeline.spaces.space", "Predictor": "pipeline.predictors"}
 
 __all__ = [
     "DataError",

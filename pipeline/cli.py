@@ -86,7 +86,7 @@ def _report(spec: Spec, args: argparse.Namespace) -> None:
 
 
 def _rollback(spec: Spec, args: argparse.Namespace) -> None:
-    from pipeline import model_store
+    from pipeline.store import model_store
 
     if args.space not in spec.spaces:
         raise PipelineError(f"unknown space {args.space} (known: {', '.join(spec.spaces)})")

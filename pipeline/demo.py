@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import demo_text as text
-from pipeline.warehouse import Warehouse
+from pipeline.warehouse.connection import Warehouse
 
 SNAPSHOT = np.datetime64("2026-06-30T00:00:00", "s")
 HISTORY_START = SNAPSHOT - np.timedelta64(547, "D")  # 18 months of orders and tickets

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import load_json
-from pipeline.model_store import current_set
-from pipeline.objective import LOSS_PARTS
+from pipeline.spaces.objective import LOSS_PARTS
 from pipeline.spec import Spec
-from pipeline.warehouse import Warehouse
+from pipeline.store.artifacts import load_json
+from pipeline.store.model_store import current_set
+from pipeline.warehouse.connection import Warehouse
 
 
 def _figure(width: float = 6, height: float = 3.5, projection: str | None = None):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.training import TrainingResult
-from pipeline.warehouse import Warehouse, literal
+from pipeline.spaces.training import TrainingResult
+from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.sql import literal
 
 
 def record_run(

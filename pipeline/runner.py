@@ -15,15 +15,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.artifacts import load_json
-from pipeline.data_quality import QualityReport, check_space_quality, learn_space_quality
 from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
-from pipeline.inputs import SpaceInputs, rows_table_of
-from pipeline.joins import JoinCheck, join_report_table, raise_on_blocking, validate_joins
-from pipeline.model_store import current_set
-from pipeline.neighbour_table import write_neighbours
-from pipeline.predictions import Stopwatch, predictions_table, score_rows
-from pipeline.predictor_reads import (
+from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
+from pipeline.predictors.leakage import find_leaks
+from pipeline.predictors.predictions import Stopwatch, predictions_table, score_rows
+from pipeline.predictors.reads import (
     out_of_fold,
     split_by_training,
     stored_embeddings,
@@ -31,15 +27,35 @@ from pipeline.predictor_reads import (
     target_type,
     time_order,
 )
-from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
-from pipeline.predictors.leakage import find_leaks
-from pipeline.profiling import ColumnProfile, profile_space, profiles_table, stored_profiles
 from pipeline.run_records import record_run
-from pipeline.space import Space
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.neighbour_table import write_neighbours
+from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.space import Space
+from pipeline.spaces.training import TrainingResult
 from pipeline.spec import Spec
-from pipeline.training import TrainingResult
-from pipeline.validation import check_key, check_space_columns
-from pipeline.warehouse import Warehouse, literal
+from pipeline.store.artifacts import load_json
+from pipeline.store.model_store import current_set
+from pipeline.understanding.data_quality import (
+    QualityReport,
+    check_space_quality,
+    learn_space_quality,
+)
+from pipeline.understanding.joins import (
+    JoinCheck,
+    join_report_table,
+    raise_on_blocking,
+    validate_joins,
+)
+from pipeline.understanding.profiling import (
+    ColumnProfile,
+    profile_space,
+    profiles_table,
+    stored_profiles,
+)
+from pipeline.understanding.validation import check_key, check_space_columns
+from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.sql import literal
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +236,7 @@ def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
 
 def neighbours(spec: Spec, name: str) -> int:
     """Write `ml.<name>_neighbours` from the stored embeddings and keep its index for
-    `search` (see `pipeline.neighbour_table`); returns the rows written (0: none kept)."""
+    `search` (see `pipeline.spaces.neighbour_table`); returns the rows written (0: none kept)."""
     return write_neighbours(warehouse_of(spec), spec, name, spec.keep_versions)
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
-from pipeline.model_store import current_name
-from pipeline.neighbour_table import SavedIndex, index_folder
 from pipeline.runner import space_folder, warehouse_of
-from pipeline.space import Space
+from pipeline.spaces.neighbour_table import SavedIndex, index_folder
+from pipeline.spaces.space import Space
 from pipeline.spec import Spec
-from pipeline.warehouse import quote, table_columns
+from pipeline.store.model_store import current_name
+from pipeline.warehouse.connection import table_columns
+from pipeline.warehouse.sql import quote
 
 log = logging.getLogger(__name__)
 

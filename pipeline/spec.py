@@ -5,6 +5,8 @@ Checks that need the data (keys unique, columns exist, key types) live in `valid
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -159,6 +161,22 @@ class Spec(_Strict):
     def parents_of(self, name: str) -> list[str]:
         return [p for p in self.spaces if name in self.dependencies(p)]
 
+    def space_digest(self, name: str) -> str:
+        """A hash of what shapes the space's model in the spec: its section (without
+        `neighbours` and the targets' predictor settings), the training settings and the seed.
+        A space whose saved digest differs is retrained by `run`."""
+        section = self.spaces[name].model_dump(mode="json", exclude={"neighbours"})
+        for column in section["columns"].values():
+            column.pop("model"), column.pop("fine_tune")
+        training = self.training.model_dump(mode="json", exclude={"predictor_epochs"})
+        return _digest({"space": section, "training": training, "seed": self.seed})
+
+    def target_digest(self, name: str, target: str) -> str:
+        """A hash of the spec settings a predictor is trained with (see `space_digest`)."""
+        column = self.spaces[name].column(target).model_dump(mode="json")
+        epochs = self.training.predictor_epochs
+        return _digest({"column": column, "epochs": epochs, "seed": self.seed})
+
     def neighbours(self, name: str) -> int:
         """Rows kept per row in `ml.<name>_neighbours` (0: no table)."""
         chosen = self.spaces[name].neighbours
@@ -170,6 +188,10 @@ class Spec(_Strict):
 
 
 DEFAULT_NEIGHBOURS = 10
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 REMOVED_KEYS = {
     "p_mask": "delete it: masking is the complementary halves of every row, not a per-column rate",

@@ -17,7 +17,7 @@ from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
 from pipeline.predictors import PredictorFeatures, read_target, train_predictor
 from pipeline.spec import Spec, load_spec
-from pipeline.warehouse import fetch_arrow
+from pipeline.warehouse.connection import fetch_arrow
 
 REPO = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")

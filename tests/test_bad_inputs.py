@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline import model_store, runner
+from pipeline import runner
 from pipeline.errors import (
     DataError,
     DataWarning,
@@ -29,8 +29,9 @@ from pipeline.errors import (
     PipelineError,
     SpecError,
 )
-from pipeline.joins import validate_joins
 from pipeline.spec import Spec
+from pipeline.store import model_store
+from pipeline.understanding.joins import validate_joins
 from tests.conftest import write_spec
 
 DIAGNOSTICS = {"column_profile", "join_report", "quality_results", "text_embedding_cache"}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from pipeline.predictions import OOD_WARNING_SIGMA, predictions_table
 from pipeline.predictors import read_target, train_predictor
 from pipeline.predictors.calibration import fit_temperature, softmax
 from pipeline.predictors.features import PredictorFeatures
+from pipeline.predictors.predictions import OOD_WARNING_SIGMA, predictions_table
 
 
 def expected_calibration_error(probability: np.ndarray, truth: np.ndarray, bins: int = 15):

@@ -8,13 +8,13 @@ from pathlib import Path
 import duckdb
 
 from pipeline import runner
-from pipeline.data_quality import (
+from pipeline.understanding.data_quality import (
     SAMPLE_ROWS,
     check_space_quality,
     learn_space_quality,
     sample_frame,
 )
-from pipeline.profiling import ColumnProfile
+from pipeline.understanding.profiling import ColumnProfile
 from tests.conftest import demo_spec_dict, write_spec
 
 

@@ -12,10 +12,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipeline.detection import SAMPLE_ROWS
 from pipeline.errors import SpecError
-from pipeline.profiling import ColumnProfile, profile_space, profiles_table
 from pipeline.spec import parse_spec
+from pipeline.understanding.detection import SAMPLE_ROWS
+from pipeline.understanding.profiling import ColumnProfile, profile_space, profiles_table
 
 N_ROWS = 200
 FIRST_NAMES = (

@@ -21,7 +21,7 @@ from pipeline.encoders import (
     type_names,
 )
 from pipeline.encoders.base import Codec
-from pipeline.text_embeddings import MODEL_NAME, TEXT_DIM
+from pipeline.encoders.text_vectors import MODEL_NAME, TEXT_DIM
 
 DAY = 86_400.0
 EPOCH_2024 = 1_704_067_200.0  # 2024-01-01 00:00:00 UTC
@@ -50,7 +50,7 @@ class Case:
 
     @property
     def numbers(self) -> bool:
-        """Number types are read as float arrays, NULL as NaN (as `pipeline.inputs` does)."""
+        """Number types are read as float arrays, NULL as NaN (as `pipeline.spaces.reads` does)."""
         return all(v is None or isinstance(v, float) for v in self.good + self.bad)
 
     @property
@@ -121,7 +121,7 @@ def case_for(type_name: str) -> Case:
 
 
 def model_batch(codec: Codec, values: list | np.ndarray) -> dict[str, torch.Tensor]:
-    """Tensors as `pipeline.inputs` builds them (text vectors random here)."""
+    """Tensors as `pipeline.spaces.reads` builds them (text vectors random here)."""
     batch = {
         k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(values).items()
     }

@@ -17,7 +17,7 @@ from pipeline import runner
 from pipeline.errors import SpecError
 from pipeline.predictors import Predictor, predictor_features
 from pipeline.predictors.fine_tune import out_of_reach
-from pipeline.space import Space
+from pipeline.spaces.space import Space
 from tests.conftest import write_spec, write_tables
 
 N = 800

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from pipeline import runner
-from pipeline.inputs import read_space_inputs
-from pipeline.model import gather, token_specs
+from pipeline.spaces.model import gather, token_specs
+from pipeline.spaces.reads import read_space_inputs
 from tests.conftest import write_spec
 
 

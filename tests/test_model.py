@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model import SpaceModel, TokenSpec
+from pipeline.spaces.model import SpaceModel, TokenSpec
 
 
 def _model() -> SpaceModel:

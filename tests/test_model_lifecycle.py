@@ -19,11 +19,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline import model_store, runner
+from pipeline import runner
 from pipeline.errors import LeakageWarning, PipelineError, TrainingHealthError
-from pipeline.space import Space
+from pipeline.spaces.space import Space
 from pipeline.spec import load_spec
-from pipeline.warehouse import Warehouse, WarehouseLockedError
+from pipeline.store import model_store
+from pipeline.warehouse.connection import Warehouse, WarehouseLockedError
 from tests.conftest import write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,16 +205,16 @@ _TRAIN_WITH_MARKER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import pipeline.space
+    import pipeline.spaces.space
     from pipeline import runner
     from pipeline.spec import load_spec
-    original = pipeline.space.train_space
+    original = pipeline.spaces.space.train_space
 
     def marked(*args, **kwargs):
         Path(sys.argv[2]).write_text("training")
         return original(*args, **kwargs)
 
-    pipeline.space.train_space = marked
+    pipeline.spaces.space.train_space = marked
     runner.train(load_spec(sys.argv[1]), "customers", progress=False)
     """
 )

@@ -10,10 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import neighbours, runner
-from pipeline.neighbour_table import _batches
-from pipeline.neighbours import NeighbourIndex
+from pipeline import runner
 from pipeline.search import nearest
+from pipeline.spaces import neighbours
+from pipeline.spaces.neighbour_table import _batches
+from pipeline.spaces.neighbours import NeighbourIndex
 from pipeline.spec import parse_spec
 from tests.conftest import FAST_TRAINING, demo_spec_dict, two_spaces_with, write_spec
 

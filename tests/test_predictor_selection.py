@@ -8,13 +8,13 @@ import pyarrow as pa
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.inputs import create_rows_table
-from pipeline.predictor_reads import time_order
 from pipeline.predictors import PredictorFeatures, blend, leakage, read_target, train_predictor
 from pipeline.predictors.gbdt import GradientBoosted, feature_fraction
 from pipeline.predictors.leakage import rank_auc
 from pipeline.predictors.predictor import Predictor
+from pipeline.predictors.reads import time_order
 from pipeline.predictors.selection import assign_folds, cross_fit, n_folds
+from pipeline.spaces.reads import create_rows_table
 from pipeline.spec import parse_spec
 
 N = 400

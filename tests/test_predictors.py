@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from pipeline import runner
 from pipeline.errors import DataWarning
-from pipeline.predictions import OOD_WARNING_SIGMA, predictions_table, score_rows
 from pipeline.predictors import Predictor
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.gbdt import path_contributions, summed_paths
-from pipeline.space import Space
+from pipeline.predictors.predictions import OOD_WARNING_SIGMA, predictions_table, score_rows
+from pipeline.spaces.space import Space
 from tests.conftest import demo_spec_dict, make_demo_warehouse, write_spec
 
 

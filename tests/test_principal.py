@@ -1,4 +1,4 @@
-"""The principal part of the embedding (`pipeline/principal.py`): quantile transform, axes,
+"""The principal part of the embedding (`pipeline/spaces/principal.py`): quantile transform, axes,
 and a masked view that cannot see its hidden tokens through the principal part."""
 
 from __future__ import annotations
@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.model import SpaceModel, TokenSpec
-from pipeline.principal import FIT_ROWS, fit_axes, gaussianised, token_features, token_weights
+from pipeline.spaces.model import SpaceModel, TokenSpec
+from pipeline.spaces.principal import (
+    FIT_ROWS,
+    fit_axes,
+    gaussianised,
+    token_features,
+    token_weights,
+)
 
 
 def test_gaussianised_is_a_monotone_normal_score_and_ties_share_one() -> None:

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from pipeline import runner
-from pipeline.quality_page import page_path
+from pipeline.understanding.quality_page import page_path
 from tests.conftest import demo_spec_dict, write_spec
 
 

@@ -17,10 +17,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import runner
-from pipeline.child_plans import ColumnPlan, LookupPlan, ReferencePlan, feature_names
-from pipeline.child_stats import child_statistics
-from pipeline.inputs import ROWS_TABLE, create_rows_table
-from pipeline.space import Space
+from pipeline.spaces.child_features import feature_names
+from pipeline.spaces.child_plans import ColumnPlan, LookupPlan, ReferencePlan
+from pipeline.spaces.child_stats import child_statistics
+from pipeline.spaces.reads import ROWS_TABLE, create_rows_table
+from pipeline.spaces.space import Space
 from pipeline.spec import Spec
 from tests.conftest import write_spec, write_tables
 

@@ -8,7 +8,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipeline.warehouse import Warehouse, quote
+from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.sql import quote
 
 
 def rows(path: Path, query: str) -> list:

@@ -2,7 +2,8 @@
 holding its codec, its encoder and the hints profiling uses to detect it.
 
 Adding a type means adding one module here that defines `COLUMN_TYPE`, plus its test; the
-registry below finds it by module name. Child sets and references live in `sets`.
+registry below finds it by module name. Child sets and references live in `sets`, the static
+MiniLM token vectors that text-like types share in `text_vectors`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from pipeline.encoders.base import Codec, ColumnType
 
-_NOT_TYPES = frozenset({"base", "sets"})
+_NOT_TYPES = frozenset({"base", "sets", "text_vectors"})
 JUNK_TYPES = ("id",)
 """Types a column can be declared or detected as that are never encoded."""
 
@@ -59,7 +60,7 @@ LEGACY_TEXT_MODEL = "all-MiniLM-L6-v2"
 def stale_text_codecs(states: dict[str, dict]) -> dict[str, str]:
     """Column -> the text encoder of each saved semantic codec whose values went through
     another encoder than this version's (its model was trained on other vectors)."""
-    from pipeline.text_embeddings import MODEL_NAME
+    from pipeline.encoders.text_vectors import MODEL_NAME
 
     return {
         column: state.get("text_model", LEGACY_TEXT_MODEL)

@@ -51,7 +51,7 @@ class Codec:
         names the text encoder its values went through)."""
         state = {"type": self.type, "column": self.column}
         if self.semantic:
-            from pipeline.text_embeddings import MODEL_NAME
+            from pipeline.encoders.text_vectors import MODEL_NAME
 
             state["text_model"] = MODEL_NAME
         return state

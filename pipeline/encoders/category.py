@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.encoders.base import Codec, ColumnType, label, vocabulary
-from pipeline.text_embeddings import TEXT_DIM
+from pipeline.encoders.text_vectors import TEXT_DIM
 
 
 class CategoryCodec(Codec):

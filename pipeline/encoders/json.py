@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pipeline.encoders.base import Codec, ColumnType, label, mlp
-from pipeline.text_embeddings import TEXT_DIM
+from pipeline.encoders.text_vectors import TEXT_DIM
 
 MAX_PATHS = 16
 MAX_DEPTH = 3

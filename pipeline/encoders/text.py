@@ -1,4 +1,4 @@
-"""Free text: a projection of the value's static MiniLM embedding (`pipeline.text_embeddings`:
+"""Free text: a projection of the value's static MiniLM embedding (`pipeline.encoders.text_vectors`:
 the mean of its tokens' vectors, computed once per distinct value and cached in the
 warehouse; the first 256 word pieces of long values count)."""
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pipeline.encoders.base import Codec, ColumnType, label, mlp
-from pipeline.text_embeddings import TEXT_DIM
+from pipeline.encoders.text_vectors import TEXT_DIM
 
 
 class TextCodec(Codec):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.encoders import column_type
-from pipeline.inputs import SpaceInputs
+from pipeline.spaces.inputs import SpaceInputs
 
 LABEL_TYPES = ("category", "ordinal", "boolean")
 

@@ -25,18 +25,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.model import SpaceModel, gather
-from pipeline.objective import complementary_split, losses_and_embedding
 from pipeline.predictors.candidates import class_weights, inner_split, standardized
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
-from pipeline.spec import TrainingSpec
-from pipeline.training_plan import (
+from pipeline.spaces.model import SpaceModel, gather
+from pipeline.spaces.objective import complementary_split, losses_and_embedding
+from pipeline.spaces.training_plan import (
     TRAINING_CHILDREN,
     TrainingChoices,
     choose_hyperparameters,
     step_seconds,
 )
+from pipeline.spec import TrainingSpec
 
 AUXILIARY_WEIGHT = 0.5
 """Weight of the self-supervised loss beside the target's loss."""

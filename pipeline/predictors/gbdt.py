@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pipeline.predictors.candidates import inner_split, select_rows
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.targets import Target
-from pipeline.projection import principal_axes
+from pipeline.spaces.projection import principal_axes
 
 PREDICT_THREADS = 0
 """Threads LightGBM predicts with (0: OpenMP's default, every core). Models train on one

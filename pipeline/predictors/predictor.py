@@ -16,9 +16,6 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save
 
-from pipeline import model_store
-from pipeline.artifacts import json_bytes, load_json
-from pipeline.model import SpaceModel
 from pipeline.predictors import blend, calibration
 from pipeline.predictors.candidates import Candidate, FittedModel, one_thread
 from pipeline.predictors.features import PredictorFeatures
@@ -33,6 +30,9 @@ from pipeline.predictors.selection import (
     cross_fit_all,
 )
 from pipeline.predictors.targets import Target, class_text
+from pipeline.spaces.model import SpaceModel
+from pipeline.store import model_store
+from pipeline.store.artifacts import json_bytes, load_json
 
 OOD_NEIGHBOURS = 5
 OOD_REFERENCE_ROWS = 2000
@@ -89,6 +89,8 @@ class Predictor:
     target_type: str = "string"
     """Arrow type of the target column: predictions are written in it."""
     space_version: str = ""
+    spec_digest: str = ""
+    """`Spec.target_digest` when it was trained: `run` retrains a predictor whose spec changed."""
     version: str = ""
 
     @property
@@ -210,6 +212,7 @@ class Predictor:
             "metrics": self.metrics,
             "target_type": self.target_type,
             "space_version": self.space_version,
+            "spec_digest": self.spec_digest,
             "fold_models": states,
         }
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=float).encode())
@@ -253,6 +256,7 @@ class Predictor:
             out_of_fold=pq.read_table(oof_path) if oof_path.exists() else None,
             target_type=meta["target_type"],
             space_version=meta["space_version"],
+            spec_digest=meta.get("spec_digest", ""),
             version=meta["version"],
         )
 

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.model import SpaceModel
-from pipeline.training_plan import TrainingChoices
+from pipeline.spaces.model import SpaceModel
+from pipeline.spaces.training_plan import TrainingChoices
 
 LOSS_PARTS = ("total", "joint", "marginal", "retention", "spread")
 

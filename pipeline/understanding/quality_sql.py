@@ -13,8 +13,9 @@ from typing import Any
 
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
-from pipeline.profiling import ColumnProfile
-from pipeline.warehouse import Connection, literal, qualified, quote, table_columns
+from pipeline.understanding.profiling import ColumnProfile
+from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.sql import literal, qualified, quote
 
 LABEL_TYPES = ("category", "boolean", "ordinal")
 

@@ -10,22 +10,25 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline import model_store
-from pipeline.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
-from pipeline.child_plans import ChildStatistics
 from pipeline.encoders import codec_from_state, stale_text_codecs
 from pipeline.encoders.base import Codec
+from pipeline.encoders.text_vectors import MODEL_NAME
 from pipeline.errors import DataError, PipelineError
-from pipeline.hierarchy import link_name, read_versions
-from pipeline.inputs import SpaceInputs, read_space_inputs
-from pipeline.model import SpaceModel, gather, token_specs
-from pipeline.profiling import ColumnProfile
-from pipeline.projection import principal_axes
+from pipeline.spaces.child_features import ChildStatistics
+from pipeline.spaces.hierarchy import link_name, read_versions
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.model import SpaceModel, gather, token_specs
+from pipeline.spaces.projection import principal_axes
+from pipeline.spaces.reads import read_space_inputs
+from pipeline.spaces.training import TrainingResult, train_space
+from pipeline.spaces.training_plan import space_budget
+from pipeline.spaces.upkeep import profile_summary
 from pipeline.spec import Spec
-from pipeline.text_embeddings import MODEL_NAME
-from pipeline.training import TrainingResult, train_space
-from pipeline.training_plan import space_budget
-from pipeline.warehouse import Connection, Warehouse, qualified, quote, table_columns
+from pipeline.store import model_store
+from pipeline.store.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
+from pipeline.understanding.profiling import ColumnProfile
+from pipeline.warehouse.connection import Connection, Warehouse, table_columns
+from pipeline.warehouse.sql import qualified, quote
 
 EMBED_BATCH = 1024
 PROJECTION_ROWS = 4096
@@ -42,6 +45,7 @@ class TrainingData:
     fingerprint: str
     budget_s: float | None = None
     """The space's share of the run's training time (`training_plan.space_budget`)."""
+    trained_on: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +65,11 @@ class Space:
     """Version of every child and referenced space whose embeddings it was trained on."""
     data_fingerprint: str = ""
     """Hash of the column profile the codecs were fitted on (rows, types, nulls, distinct)."""
+    spec_digest: str = ""
+    """`Spec.space_digest` when it was trained: `run` retrains a space whose spec changed."""
+    trained_on: dict = field(default_factory=dict)
+    """The rows and each input column's type and null share at training
+    (`upkeep.profile_summary`): `run` retrains a space whose inputs drifted from it."""
     folder: Path | None = None
     """The model set it was saved to or loaded from."""
     projection: np.ndarray | None = None
@@ -106,6 +115,7 @@ class Space:
             list(table_columns(con, spec.spaces[name].table)),
             fingerprint(profiles, inputs.n_rows),
             space_budget(rows, roots, name),
+            profile_summary(profiles, inputs.n_rows),
         )
 
     @classmethod
@@ -124,6 +134,8 @@ class Space:
             statistics=inputs.statistics,
             read_versions=data.read_versions,
             data_fingerprint=data.fingerprint,
+            spec_digest=spec.space_digest(name),
+            trained_on=data.trained_on,
         )
         sample = np.random.default_rng(spec.seed).permutation(inputs.n_rows)[:PROJECTION_ROWS]
         space.projection = fit_projection(space.embed(inputs, rows=np.sort(sample)))
@@ -232,6 +244,8 @@ class Space:
             "statistics": self.statistics.state() if self.statistics else None,
             "read_versions": self.read_versions,
             "data_fingerprint": self.data_fingerprint,
+            "spec_digest": self.spec_digest,
+            "trained_on": self.trained_on,
             "projection": None if self.projection is None else self.projection.tolist(),
         }
         files = {"space.safetensors": weights, "space.json": json_bytes(description)}
@@ -275,6 +289,8 @@ class Space:
             ),
             read_versions=description.get("read_versions", {}),
             data_fingerprint=description.get("data_fingerprint", ""),
+            spec_digest=description.get("spec_digest", ""),
+            trained_on=description.get("trained_on", {}),
             folder=path,
             projection=(
                 np.asarray(description["projection"], np.float64)

@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
-from pipeline.distribution_shift import distribution_shift
 from pipeline.errors import JoinValidationError
 from pipeline.spec import Spec
-from pipeline.warehouse import INTEGER_TYPE, Connection, qualified, quote, table_columns
+from pipeline.understanding.distribution_shift import distribution_shift
+from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.sql import INTEGER_TYPE, qualified, quote
 
 WARN_COVERAGE = 0.95
 WARN_KL = 1.0

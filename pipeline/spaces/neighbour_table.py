@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline import model_store
-from pipeline.neighbours import EXACT_UP_TO, INDEX_FILE, NeighbourIndex
+from pipeline.spaces.neighbours import EXACT_UP_TO, INDEX_FILE, NeighbourIndex
 from pipeline.spec import Spec
-from pipeline.warehouse import Warehouse, fetch_arrow, quote
+from pipeline.store import model_store
+from pipeline.warehouse.connection import Warehouse, fetch_arrow
+from pipeline.warehouse.sql import quote
 
 FOLDER = "neighbours"
 KEYS_FILE = "keys.arrow"

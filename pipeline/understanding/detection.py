@@ -16,7 +16,8 @@ import numpy as np
 
 from pipeline.encoders import column_types
 from pipeline.encoders.base import ColumnType, render
-from pipeline.warehouse import INTEGER_TYPE, Connection, qualified, quote
+from pipeline.warehouse.connection import Connection
+from pipeline.warehouse.sql import INTEGER_TYPE, qualified, quote
 
 SAMPLE_ROWS = 10_000
 CLEAR_SHARE = 0.9
@@ -316,7 +317,7 @@ WORD_PROTOTYPES = (
 
 @cache
 def _prototype_vectors() -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.text_embeddings import encode
+    from pipeline.encoders.text_vectors import encode
 
     return encode(_id_prototypes()), encode(list(WORD_PROTOTYPES))
 
@@ -326,7 +327,7 @@ def semantic_id_similarity(values: list[str]) -> float:
     identifiers than as words (mean best cosine to id prototypes minus mean best cosine to
     word prototypes, rescaled: UUIDs, session ids and SKU codes score ~0.7, names and words
     ~0)."""
-    from pipeline.text_embeddings import encode
+    from pipeline.encoders.text_vectors import encode
 
     sample = encode([str(v) for v in values])
     ids, words = _prototype_vectors()

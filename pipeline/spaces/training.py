@@ -20,18 +20,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.inputs import SpaceInputs
-from pipeline.model import SpaceModel, gather, token_specs
-from pipeline.objective import LOSS_PARTS, complementary_split, losses, step_loss, token_losses
-from pipeline.principal import (
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.model import SpaceModel, gather, token_specs
+from pipeline.spaces.objective import (
+    LOSS_PARTS,
+    complementary_split,
+    losses,
+    step_loss,
+    token_losses,
+)
+from pipeline.spaces.principal import (
     FIT_ROWS,
     PrincipalAxes,
     fit_axes,
     token_features,
     token_weights,
 )
-from pipeline.spec import TrainingSpec
-from pipeline.training_plan import (
+from pipeline.spaces.training_plan import (
     LOG_EVERY,
     MIN_IMPROVEMENT,
     TRAINING_CHILDREN,
@@ -39,6 +44,7 @@ from pipeline.training_plan import (
     choose_hyperparameters,
     torch_threads,
 )
+from pipeline.spec import TrainingSpec
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +175,7 @@ def train_space(
 
 
 def fit_principal(inputs: SpaceInputs, embedding_dim: int, seed: int) -> PrincipalAxes | None:
-    """The principal axes of the space's flat inputs (`pipeline.principal`), fitted on a
+    """The principal axes of the space's flat inputs (`pipeline.spaces.principal`), fitted on a
     seeded sample of at most FIT_ROWS rows, every child of a row read."""
     tokens = token_specs(inputs)
     n = inputs.n_rows

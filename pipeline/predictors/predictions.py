@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.inputs import SpaceInputs
-from pipeline.model import gather
 from pipeline.predictors import Predictor, predictor_features
 from pipeline.predictors.candidates import select_rows
 from pipeline.predictors.features import PredictorFeatures
-from pipeline.space import EMBED_BATCH, Space
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.model import gather
+from pipeline.spaces.space import EMBED_BATCH, Space
 
 OOD_WARNING_SIGMA = 3.0
 PREDICT_BATCH = 8192

@@ -26,10 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from scipy import sparse
-
-from pipeline.warehouse import Connection, Warehouse, fetch_arrow
 
 TABLE_VERSION = 2
 """How the token table is built (bump when that changes: cached values are then redone)."""
@@ -38,7 +35,6 @@ MODEL_NAME = f"all-MiniLM-L6-v2/static-tokens-v{TABLE_VERSION}"
 embedded by another encoder are never mixed in, and a model trained with another one is
 refused (retrain it)."""
 TEXT_DIM = 384
-CACHE_TABLE = "text_embedding_cache"
 MAX_TOKENS = 256
 """Tokens of a value that count (MiniLM's own maximum sequence length)."""
 BATCH = 4096
@@ -167,71 +163,3 @@ def encode_with_transformer(texts: list[str]) -> np.ndarray:
     model = SentenceTransformer(str(model_path()), device="cpu")
     vectors = model.encode(texts, batch_size=64, normalize_embeddings=True)
     return np.asarray(vectors, dtype=np.float32)
-
-
-def cached_embeddings(
-    warehouse: Warehouse, con: Connection, texts: list[str]
-) -> np.ndarray:
-    """Embeddings of `texts` (in order), computing only the values not cached yet."""
-    distinct = sorted(set(texts))
-    if not distinct:
-        return np.zeros((0, TEXT_DIM), dtype=np.float32)
-    cache = warehouse.output_table(CACHE_TABLE)
-    found: dict[str, np.ndarray] = {}
-    if warehouse.table_exists(con, f"{warehouse.output_schema}.{CACHE_TABLE}"):
-        con.register("__wanted_texts", pa.table({"text": distinct}))
-        try:
-            table = fetch_arrow(
-                con,
-                f"select c.text, c.embedding from {cache} c join __wanted_texts w using (text) "
-                "where c.model = ?",
-                [MODEL_NAME],
-            )
-        finally:
-            con.unregister("__wanted_texts")
-        values = table.column("text").to_pylist()
-        vectors = _vectors(table.column("embedding"))
-        found = dict(zip(values, vectors, strict=True))
-    missing = [t for t in distinct if t not in found]
-    if missing:
-        log.info("embedding %d new distinct text values with %s", len(missing), MODEL_NAME)
-        vectors = encode(missing)
-        found.update(zip(missing, vectors, strict=True))
-        new_rows = pa.table(
-            {
-                "text": pa.array(missing, pa.string()),
-                "model": pa.array([MODEL_NAME] * len(missing), pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(
-                    pa.array(vectors.reshape(-1), pa.float32()), TEXT_DIM
-                ),
-            }
-        )
-        _append_cache(warehouse, con, new_rows)
-    return np.stack([found[t] for t in texts]) if texts else np.zeros((0, TEXT_DIM), np.float32)
-
-
-def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None:
-    cache = warehouse.output_table(CACHE_TABLE)
-    con.register("__new_texts", rows)
-    try:
-        con.execute("begin transaction")
-        con.execute(f"create schema if not exists {warehouse.output_schema}")
-        con.execute(
-            f"create table if not exists {cache} "
-            f"(text varchar, model varchar, embedding float[{TEXT_DIM}])"
-        )
-        con.execute(f"insert into {cache} select * from __new_texts")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("__new_texts")
-
-
-def _vectors(column: pa.ChunkedArray) -> np.ndarray:
-    flat = column.combine_chunks()
-    if len(flat) == 0:
-        return np.zeros((0, TEXT_DIM), np.float32)
-    values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    return values.reshape(len(flat), -1)

@@ -1,6 +1,6 @@
 """Statistics of a parent's child rows and referenced rows, computed in DuckDB: what a
 GROUP BY sees, one grouped query per level, following a plan fitted once
-(`pipeline.child_plans`).
+(`pipeline.spaces.child_plans`).
 
 Rows earlier than the space's `as_of` only, where it has one; rows referencing the same row
 earlier in time only, where the space has a `time_column`.
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.child_plans import (
-    LinkPlan,
-    ReferencePlan,
+from pipeline.spaces.child_features import (
     direct_statistics,
     lookup_statistics,
     stacked_statistics,
-    value_sql,
 )
+from pipeline.spaces.child_plans import LinkPlan, ReferencePlan, value_sql
 from pipeline.spec import SpaceSpec, Spec
-from pipeline.warehouse import Connection, fetch_arrow, qualified, quote, table_columns
+from pipeline.warehouse.connection import Connection, fetch_arrow, table_columns
+from pipeline.warehouse.sql import qualified, quote
 
 
 def child_statistics(

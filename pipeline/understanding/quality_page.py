@@ -11,7 +11,8 @@ import html
 from pathlib import Path
 
 from pipeline.spec import Spec
-from pipeline.warehouse import Warehouse, literal, quote
+from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.sql import literal, quote
 
 PAGE = "report.html"
 STYLE = """

@@ -6,43 +6,14 @@ A parent never joins its children's raw rows: it reads their finished embeddings
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.spaces.inputs import ChildSet, Reference
 from pipeline.spec import ChildSpec, Spec
-from pipeline.warehouse import Connection, Warehouse, fetch_arrow, qualified, quote
-
-
-@dataclass
-class ChildSet:
-    """The children of every parent row, packed: rows of `embeddings` between offsets[i] and
-    offsets[i+1] belong to parent i, latest first when the child is time-ordered."""
-
-    space: str
-    max_length: int
-    offsets: torch.Tensor
-    embeddings: torch.Tensor
-    counts: torch.Tensor
-
-    @property
-    def dim(self) -> int:
-        return self.embeddings.shape[1]
-
-
-@dataclass
-class Reference:
-    """The referenced row's embedding for every row (zeros where absent)."""
-
-    space: str
-    embeddings: torch.Tensor
-    present: torch.Tensor
-
-    @property
-    def dim(self) -> int:
-        return self.embeddings.shape[1]
+from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow
+from pipeline.warehouse.sql import qualified, quote
 
 
 def embeddings_table(spec: Spec, space: str) -> str:

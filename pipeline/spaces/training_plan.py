@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.model import TokenSpec
+from pipeline.spaces.model import TokenSpec
 from pipeline.spec import TrainingSpec
 
 N_VIEWS = 3

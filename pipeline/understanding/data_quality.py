@@ -9,9 +9,10 @@ bounds learned from itself.
 
 No table is copied into pandas. Bounds are learned, and every expectation that matters on
 every row (keys unique and not null, null rates, value ranges, accepted values) is checked,
-in DuckDB SQL over the whole table (`pipeline.quality_sql`). Great Expectations (it cannot
-read DuckDB through SQLAlchemy) validates the whole suite on a sample of at most
-`SAMPLE_ROWS` rows (the same rows every time, only the suite's columns): that is its Data
+in DuckDB SQL over the whole table (`pipeline.understanding.quality_sql`). Great
+Expectations (it cannot read DuckDB through SQLAlchemy) validates the whole suite on a
+sample of at most `SAMPLE_ROWS` rows (the same rows every time, only the suite's columns):
+that is its Data
 Docs, and the source of what SQL does not compute (column types). In `ml.quality_results`
 an expectation computed in SQL carries the exact SQL figures (`evaluated_on = 'table'`),
 never the sample's; the others say `evaluated_on = 'sample'` and `evaluated_rows` is the
@@ -31,17 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from pipeline.profiling import ColumnProfile
-from pipeline.quality_page import render_quality_page
-from pipeline.quality_sql import (
+from pipeline.spec import Spec
+from pipeline.understanding.profiling import ColumnProfile
+from pipeline.understanding.quality_page import render_quality_page
+from pipeline.understanding.quality_sql import (
     LABEL_TYPES,
     exact_check,
     exact_results,
     label_sql,
     read_sql,
 )
-from pipeline.spec import Spec
-from pipeline.warehouse import Connection, Warehouse, literal, qualified, quote, table_columns
+from pipeline.warehouse.connection import Connection, Warehouse, table_columns
+from pipeline.warehouse.sql import literal, qualified, quote
 
 if TYPE_CHECKING:
     import pandas as pd

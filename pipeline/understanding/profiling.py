@@ -9,12 +9,13 @@ from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from pipeline.detection import Decision, column_statistics, decide, non_blank
 from pipeline.encoders import JUNK_TYPES, column_type, type_names
 from pipeline.encoders.base import render
 from pipeline.errors import SpecError
 from pipeline.spec import Spec
-from pipeline.warehouse import Connection, qualified, quote, table_columns
+from pipeline.understanding.detection import Decision, column_statistics, decide, non_blank
+from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.sql import qualified, quote
 
 TARGET_TYPES = ("scalar", "category", "boolean", "ordinal")
 DECLARED_MIN_SHARE = 0.5

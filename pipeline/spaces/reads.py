@@ -6,81 +6,31 @@ reused afterwards, so new rows go through the statistics the model was trained w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.child_plans import (
-    ChildStatistics,
+from pipeline.encoders import column_type, fit_codec
+from pipeline.encoders.base import Codec, render
+from pipeline.encoders.text_vectors import TEXT_DIM
+from pipeline.spaces.child_features import ChildStatistics
+from pipeline.spaces.child_plans import (
     plan_references,
     plan_statistics,
     referenced_spaces,
 )
-from pipeline.child_stats import child_statistics
-from pipeline.encoders import column_type, fit_codec
-from pipeline.encoders.base import Codec, render
-from pipeline.hierarchy import ChildSet, Reference, read_children, read_references
-from pipeline.profiling import ColumnProfile, stored_profiles
+from pipeline.spaces.child_stats import child_statistics
+from pipeline.spaces.hierarchy import read_children, read_references
+from pipeline.spaces.inputs import ColumnInput, SpaceInputs
 from pipeline.spec import Spec
-from pipeline.text_embeddings import TEXT_DIM, cached_embeddings
-from pipeline.warehouse import Connection, Warehouse, fetch_arrow, qualified, quote, table_columns
+from pipeline.understanding.profiling import ColumnProfile, stored_profiles
+from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
+from pipeline.warehouse.sql import qualified, quote
+from pipeline.warehouse.text_cache import cached_embeddings
 
 ROWS_TABLE = "__space_rows"
 
 
-@dataclass
-class ColumnInput:
-    """One input column of a space, encoded for the model."""
-
-    name: str
-    codec: Codec
-    arrays: dict[str, torch.Tensor]
-    text_vectors: torch.Tensor | None = None
-    raw: list | np.ndarray | None = None
-    """The values as read (numbers as float64 with NaN), for predictors that read columns."""
-
-
-@dataclass
-class SpaceInputs:
-    """Everything the space model reads for every row of its table, in key order."""
-
-    space: str
-    keys: pa.Table
-    columns: list[ColumnInput]
-    children: list[ChildSet] = field(default_factory=list)
-    references: list[Reference] = field(default_factory=list)
-    statistics: ChildStatistics | None = None
-    statistics_values: np.ndarray | None = None
-    """Child statistics as computed in SQL [n_rows, n_features] (NaN where undefined)."""
-    statistics_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
-    """`features` and `defined`, normalised by `statistics` (model inputs)."""
-    missing_columns: list[str] = field(default_factory=list)
-    new_columns: list[str] = field(default_factory=list)
-
-    def drift_warnings(self, table: str) -> list[str]:
-        """Schema drift since training, in words: what was missing or new and what was done."""
-        return [
-            f"column {c} is missing from {table}; "
-            "read as NULL until it is back or the space is retrained"
-            for c in self.missing_columns
-        ] + [
-            f"column {c} is new in {table} since the space was trained; not used until retrained"
-            for c in self.new_columns
-        ]
-
-    @property
-    def n_rows(self) -> int:
-        return self.keys.num_rows
-
-    def statistics_groups(self) -> list[tuple[str, np.ndarray]]:
-        """(child or referenced space, indices of its statistics) per space that has any."""
-        if self.statistics is None:
-            return []
-        first = [n.split("/", 1)[0] for n in self.statistics.names]
-        groups = [(g, np.flatnonzero([f == g for f in first])) for g in self.statistics.groups()]
-        return [(g, indices) for g, indices in groups if len(indices)]
 
 
 def _select_expression(column: str, type_name: str) -> str:

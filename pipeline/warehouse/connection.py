@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
+from pipeline.warehouse.sql import quote, split_table
 
 log = logging.getLogger(__name__)
 
@@ -21,50 +22,6 @@ Connection = duckdb.DuckDBPyConnection
 DatabaseError = duckdb.Error
 """What the database raises (other modules catch this, never a driver's own class)."""
 
-INTEGER_TYPE = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
-"""DuckDB's integer types (what a key of integers can be)."""
-
-
-def quote(identifier: str) -> str:
-    """Quote one SQL identifier (never splice names into SQL unquoted)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def table_parts(table: str) -> list[str]:
-    """`schema.table` -> its names. Parts may be double-quoted like SQL (`"my schema"."a.b"`,
-    `""` for a quote inside), so any name can be spelled."""
-    parts, current, i, quoted = [], "", 0, False
-    while i < len(table):
-        char = table[i]
-        if quoted:
-            if char == '"' and table[i + 1 : i + 2] == '"':
-                current, i = current + '"', i + 2
-                continue
-            if char == '"':
-                quoted = False
-            else:
-                current += char
-        elif char == '"':
-            quoted = True
-        elif char == ".":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-        i += 1
-    if quoted:
-        raise ValueError(f"table name {table!r} has an unclosed double quote")
-    return [*parts, current]
-
-
-def qualified(table: str) -> str:
-    """Quote a possibly schema-qualified table name written as `schema.table`."""
-    return ".".join(quote(part) for part in table_parts(table))
-
-
-def literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class WarehouseLockedError(PipelineError):
@@ -171,13 +128,33 @@ class Warehouse:
         finally:
             con.unregister(view)
 
-
-def split_table(table: str) -> tuple[str, str]:
-    """`schema.table` -> (schema, table); a bare name lives in `main`."""
-    parts = table_parts(table)
-    if len(parts) == 1:
-        return "main", parts[0]
-    return parts[-2], parts[-1]
+    def merge_rows(
+        self,
+        con: Connection,
+        name: str,
+        data: pa.Table,
+        keys: list[str],
+        drop: list[str],
+    ) -> None:
+        """In one transaction, remove the rows of output table `name` whose key is in any of
+        the tables `drop` and insert `data` (columns matched by name): rows not named keep
+        everything they had. The table must exist with `data`'s columns."""
+        target = self.output_table(name)
+        view = f"__incoming_{name}"
+        con.register(view, data)
+        try:
+            con.execute("begin transaction")
+            for table in drop:
+                on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
+                con.execute(f"delete from {target} t using {table} d where {on}")
+            con.execute(f"insert into {target} by name select * from {quote(view)}")
+            con.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("rollback")
+            raise
+        finally:
+            con.unregister(view)
 
 
 def table_columns(con: Connection, table: str) -> dict[str, str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pipeline.errors import DataError, SpecError
 from pipeline.spec import Spec
-from pipeline.warehouse import Connection, qualified, quote, table_columns
+from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.sql import qualified, quote
 
 
 def check_space_columns(con: Connection, spec: Spec, name: str) -> None:

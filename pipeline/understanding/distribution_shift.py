@@ -10,10 +10,11 @@ import numpy as np
 
 from pipeline.encoders import column_type
 from pipeline.spec import Spec
-from pipeline.warehouse import Connection, qualified, quote, table_columns
+from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.sql import qualified, quote
 
 if TYPE_CHECKING:
-    from pipeline.joins import Link
+    from pipeline.understanding.joins import Link
 
 MIN_GROUP = 10
 

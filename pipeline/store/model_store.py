@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.artifacts import atomic_write, sync_folder
 from pipeline.errors import PipelineError
+from pipeline.store.artifacts import atomic_write, sync_folder
 
 POINTER = "CURRENT"
 VERSIONS = "versions"

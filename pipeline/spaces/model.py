@@ -14,9 +14,10 @@ from torch import nn
 
 from pipeline.encoders import build_encoder
 from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
-from pipeline.inputs import SpaceInputs
-from pipeline.last_layer import first_position
-from pipeline.principal import (
+from pipeline.encoders.text_vectors import TEXT_DIM
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.last_layer import first_position
+from pipeline.spaces.principal import (
     LEARNED_WEIGHT,
     N_QUANTILES,
     PRINCIPAL_WEIGHT,
@@ -24,7 +25,6 @@ from pipeline.principal import (
     gaussianised,
     token_features,
 )
-from pipeline.text_embeddings import TEXT_DIM
 
 VALUED, NULL, MASKED = 0, 1, 2
 
@@ -166,7 +166,7 @@ class SpaceModel(nn.Module):
         flat_dims: list[int] | None = None,
     ) -> None:
         """`principal_axes` > 0: the embedding's first `principal_axes + 1` coordinates are
-        its principal part (see `pipeline.principal`; `set_principal` fills them in), the
+        its principal part (see `pipeline.spaces.principal`; `set_principal` fills them in), the
         rest the transformer's; `flat_dims`: flat inputs per token."""
         super().__init__()
         self.tokens = tokens
@@ -233,7 +233,7 @@ class SpaceModel(nn.Module):
         return build_encoder(token.type, sizes, d_model)
 
     def set_principal(self, fitted: PrincipalAxes) -> None:
-        """Fill in the fitted standardisation and axes (`pipeline.principal.fit_axes`)."""
+        """Fill in the fitted standardisation and axes (`pipeline.spaces.principal.fit_axes`)."""
         self.flat_quantiles.copy_(torch.from_numpy(fitted.quantiles))
         self.flat_mean.copy_(torch.from_numpy(fitted.mean))
         self.flat_std.copy_(torch.from_numpy(fitted.std))
@@ -241,7 +241,7 @@ class SpaceModel(nn.Module):
         self.axes_scale.fill_(fitted.scale)
 
     def flat_inputs(self, batch: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-        """Every token's flat inputs side by side [B, F] (`pipeline.principal`)."""
+        """Every token's flat inputs side by side [B, F] (`pipeline.spaces.principal`)."""
         return torch.cat(
             [
                 token_features(t.kind, t.type, t.n_classes, part)

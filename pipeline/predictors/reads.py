@@ -10,12 +10,13 @@ import pyarrow as pa
 from pipeline.encoders import column_type
 from pipeline.encoders.base import render
 from pipeline.errors import PipelineError
-from pipeline.hierarchy import embeddings_table
-from pipeline.inputs import ROWS_TABLE, read_in_row_order
 from pipeline.predictors import Predictor
-from pipeline.profiling import stored_profiles
+from pipeline.spaces.hierarchy import embeddings_table
+from pipeline.spaces.reads import ROWS_TABLE, read_in_row_order
 from pipeline.spec import Spec
-from pipeline.warehouse import Connection, fetch_arrow, quote
+from pipeline.understanding.profiling import stored_profiles
+from pipeline.warehouse.connection import Connection, fetch_arrow
+from pipeline.warehouse.sql import quote
 
 
 def stored_embeddings(
