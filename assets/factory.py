@@ -5,8 +5,6 @@ relationship it reads), `s_space`, `s_embeddings`, and per target `t`: `s__t_pre
 `s__t_predictions`. Asset bodies call `pipeline.runner`; they only add Dagster metadata.
 """
 
-import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,7 +18,7 @@ from assets.checks import (
     join_check_results,
     quality_result,
 )
-from assets.dbt import MARTS_GROUP, build_dbt_assets, dbt_resource
+from assets.dbt import build_dbt_assets, dbt_resource
 from assets.metadata import (
     metrics_metadata,
     output_table_metadata,
@@ -149,15 +147,12 @@ def _profile_asset(
     return profile
 
 
-def code_version(spec: Spec, space: str) -> str:
-    """What the space's model is built from in the spec (its section and the training
-    overrides): editing it marks the space and everything below it stale in Dagster."""
-    section = {
-        "space": spec.spaces[space].model_dump(mode="json"),
-        "training": spec.training.model_dump(mode="json"),
-        "seed": spec.seed,
-    }
-    return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]
+class TrainConfig(dg.Config):
+    """How a space or predictor asset trains."""
+
+    retrain: bool = True
+    """False: keep the saved model unless it is missing, its spec changed, a space it reads
+    was retrained or its inputs drifted (what the nightly job does)."""
 
 
 def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
@@ -165,16 +160,25 @@ def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         key=space_key(space),
         group_name=space,
         deps=[profile_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
-        code_version=code_version(spec, space),
+        code_version=spec.space_digest(space),
         pool=POOL,
         kinds={"pytorch"},
         description=f"The embedding space of `{space}`: self-supervised model saved under "
         "artifacts; writes ml.training_runs and ml.mutual_information.",
     )
-    def trained_space(spaces: SpacesResource) -> dg.MaterializeResult:
+    def trained_space(spaces: SpacesResource, config: TrainConfig) -> dg.MaterializeResult:
         current = spaces.load_spec()
-        trained = runner.train(current, space, progress=False)
+        trained, reason = runner.train_if_needed(current, space, config.retrain, progress=False)
+        if reason is None:
+            return dg.MaterializeResult(
+                metadata={
+                    "version": dg.MetadataValue.text(trained.version),
+                    "trained": dg.MetadataValue.text("no: the saved model is up to date"),
+                },
+                data_version=dg.DataVersion(trained.version),
+            )
         metadata = training_metadata(trained.version, trained.training)
+        metadata["trained"] = dg.MetadataValue.text(f"yes: {reason}")
         timeline = trained.folder / "timeline.json"
         if timeline.exists():
             metadata["timeline"] = dg.MetadataValue.path(str(timeline))
@@ -239,9 +243,14 @@ def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition
             "embeddings, columns and child statistics; the best out-of-fold score kept."
         ),
     )
-    def predictor(spaces: SpacesResource) -> dg.MaterializeResult:
-        trained = runner.train_target(spaces.load_spec(), space, target)
+    def predictor(spaces: SpacesResource, config: TrainConfig) -> dg.MaterializeResult:
+        trained, reason = runner.train_target_if_needed(
+            spaces.load_spec(), space, target, config.retrain
+        )
         metadata = metrics_metadata(trained.metrics)
+        metadata["trained"] = dg.MetadataValue.text(
+            f"yes: {reason}" if reason else "no: the saved predictor is up to date"
+        )
         metadata["version"] = dg.MetadataValue.text(trained.version)
         metadata["task"] = dg.MetadataValue.text(trained.task)
         return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(trained.version))
@@ -295,20 +304,23 @@ def space_assets(
 
 
 def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
-    """Nightly `embed_and_predict` (profile and its blocking join checks, re-embed, re-score
-    with the current models, rebuild the marts) and weekly `retrain_all` (everything, models
-    retrained)."""
-    refresh = (
-        [profile_key(s) for s in spec.spaces]
-        + [embeddings_key(s) for s in spec.spaces]
-        + [neighbours_key(s) for s in spec.spaces if spec.neighbours(s)]
-        + [predictions_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets]
-    )
-    embed_and_predict = dg.define_asset_job(
-        "embed_and_predict",
-        selection=dg.AssetSelection.assets(*refresh) | dg.AssetSelection.groups(MARTS_GROUP),
-        description="Profile and check every space's joins (blocking), re-embed every space "
-        "and re-score every target with the current models.",
+    """Nightly `bring_up_to_date` (what `run` does: profile and the blocking join checks,
+    train only the spaces and predictors that need it, embed and score the rows that changed,
+    rebuild the marts) and weekly `retrain_all` (everything, models retrained)."""
+    models = [space_key(s) for s in spec.spaces] + [
+        predictor_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets
+    ]
+    bring_up_to_date = dg.define_asset_job(
+        "bring_up_to_date",
+        selection=dg.AssetSelection.all(),
+        config={
+            "ops": {
+                "__".join(key.path): {"config": {"retrain": False}} for key in models
+            }
+        },
+        description="Profile and check every space's joins (blocking); train the spaces and "
+        "predictors whose model is missing, whose spec changed or whose inputs drifted; "
+        "embed and score the rows that changed; rebuild the marts.",
     )
     retrain_all = dg.define_asset_job(
         "retrain_all",
@@ -317,7 +329,7 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
     )
     return [
         dg.ScheduleDefinition(
-            name="nightly_embed_and_predict", job=embed_and_predict, cron_schedule="0 2 * * *"
+            name="nightly_bring_up_to_date", job=bring_up_to_date, cron_schedule="0 2 * * *"
         ),
         dg.ScheduleDefinition(
             name="weekly_retrain_all", job=retrain_all, cron_schedule="0 4 * * 0"

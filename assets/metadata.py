@@ -62,14 +62,18 @@ def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | Non
     return int(rows), column_schema
 
 
-def output_table_metadata(warehouse: Path, table: str, rows: int) -> dict[str, dg.MetadataValue]:
-    """Standard table metadata of a table the pipeline wrote: name, row count, schema."""
+def output_table_metadata(
+    warehouse: Path, table: str, written: int
+) -> dict[str, dg.MetadataValue]:
+    """Standard table metadata of a table the pipeline brought up to date: name, row count,
+    schema, and the rows this materialization wrote (only the changed ones)."""
     metadata = {
         "dagster/table_name": dg.MetadataValue.text(table),
-        "dagster/row_count": dg.MetadataValue.int(rows),
+        "rows_written": dg.MetadataValue.int(written),
     }
     facts = table_facts(warehouse, table)
     if facts:
+        metadata["dagster/row_count"] = dg.MetadataValue.int(facts[0])
         metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(facts[1])
     return metadata
 

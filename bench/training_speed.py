@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from pipeline import runner  # noqa: E402
 from pipeline.spaces import objective, training  # noqa: E402
 from pipeline.spec import TrainingSpec, parse_spec  # noqa: E402
+from pipeline.understanding.profiling import profile_space  # noqa: E402
 
 N_NUMBERS = 15
 
@@ -145,7 +146,7 @@ def points_inputs(spec) -> tuple:
 
     warehouse = runner.warehouse_of(spec)
     with warehouse.connect() as con:
-        profiles = runner.profile_space(con, spec, "points")
+        profiles = profile_space(con, spec, "points")
         inputs = read_space_inputs(warehouse, con, spec, "points", profiles=profiles)
     tokens = token_specs(inputs)
     return inputs, tokens, training.choose_hyperparameters(inputs.n_rows, tokens, spec.training, 0)

@@ -23,7 +23,7 @@ def _spaces(spec: Spec, chosen: str | None) -> list[str]:
 
 def _run(spec: Spec, args: argparse.Namespace) -> None:
     started = time.time()
-    summary = runner.run(spec)
+    summary = runner.run(spec, retrain=args.retrain)
     print(json.dumps(summary, indent=2, default=str))
     print(f"pipeline finished in {time.time() - started:.1f} s")
 
@@ -104,7 +104,10 @@ def _rollback(spec: Spec, args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
-    "run": (_run, "validate, train every space bottom-up, embed, train predictors, predict"),
+    "run": (
+        _run,
+        "validate; train what needs it bottom-up; embed and predict the rows that changed",
+    ),
     "validate": (_validate, "profile columns and check keys and joins"),
     "train": (_train, "train (and embed) one space or all"),
     "embed": (_embed, "re-embed current rows with the saved models"),
@@ -130,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
+        if name == "run":
+            command.add_argument(
+                "--retrain",
+                action="store_true",
+                help="retrain every space and predictor (by default only what changed)",
+            )
         if name == "rollback":
             command.add_argument("--space", required=True, help="the space")
             command.add_argument("--target", help="roll back this target's predictor instead")

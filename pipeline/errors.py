@@ -1,4 +1,10 @@
-"""Errors the user can act on: each names the place (YAML key, space, table, column) and a fix."""
+"""Errors the user can act on: each names the place (YAML key, space, table, column) and a fix;
+warnings for what the pipeline goes on with."""
+
+import logging
+import warnings
+
+log = logging.getLogger("pipeline")
 
 
 class PipelineError(Exception):
@@ -38,3 +44,11 @@ class DataWarning(UserWarning):
 class LeakageWarning(DataWarning):
     """An input predicts a target almost perfectly on its own: probably known only after the
     outcome. The predictor still trains; the warning is recorded with its run."""
+
+
+def warn_all(where: str, messages: list[str], category: type[Warning] = DataWarning) -> None:
+    """Log each message and raise it as a warning of `category` (the step goes on); `where`
+    names the space or step."""
+    for message in messages:
+        log.warning("%s: %s", where, message)
+        warnings.warn(f"{where}: {message}", category, stacklevel=3)

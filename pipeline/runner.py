@@ -6,147 +6,72 @@ Dagster assets all call the same code. Every write is atomic.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import DataWarning, LeakageWarning, PipelineError, TrainingHealthError
-from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
-from pipeline.predictors.leakage import find_leaks
-from pipeline.predictors.predictions import Stopwatch, predictions_table, score_rows
-from pipeline.predictors.reads import (
-    out_of_fold,
-    split_by_training,
-    stored_embeddings,
-    target_column,
-    target_type,
-    time_order,
+from pipeline.errors import (
+    PipelineError,
+    TrainingHealthError,
+    warn_all,
 )
+from pipeline.freshness import (
+    neighbours_current,
+    predictor_retrain_reason,
+    space_retrain_reason,
+)
+from pipeline.locations import (
+    current_space_version,
+    predictions_name,
+    predictor_folder,
+    space_folder,
+    warehouse_of,
+)
+from pipeline.predicting import predict, train_target, train_target_if_needed
+from pipeline.predictors import Predictor
 from pipeline.run_records import record_run
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.neighbour_table import write_neighbours
 from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.row_fingerprints import (
+    FINGERPRINT,
+    fingerprints_in_row_order,
+    write_fingerprints,
+)
 from pipeline.spaces.space import Space
-from pipeline.spaces.training import TrainingResult
+from pipeline.spaces.upkeep import CHANGED_TABLE, row_changes, write_rows
 from pipeline.spec import Spec
-from pipeline.store.artifacts import load_json
-from pipeline.store.model_store import current_set
 from pipeline.understanding.data_quality import (
-    QualityReport,
-    check_space_quality,
     learn_space_quality,
 )
-from pipeline.understanding.joins import (
-    JoinCheck,
-    join_report_table,
-    raise_on_blocking,
-    validate_joins,
-)
 from pipeline.understanding.profiling import (
-    ColumnProfile,
-    profile_space,
-    profiles_table,
     stored_profiles,
 )
-from pipeline.understanding.validation import check_key, check_space_columns
-from pipeline.warehouse.connection import Warehouse
+from pipeline.validate import SpaceValidation, validate, validate_space
 from pipeline.warehouse.sql import literal
 
+__all__ = [
+    "SpaceValidation",
+    "current_space_version",
+    "embed",
+    "neighbours",
+    "predict",
+    "predictions_name",
+    "predictor_folder",
+    "run",
+    "space_folder",
+    "train",
+    "train_if_needed",
+    "train_target",
+    "train_target_if_needed",
+    "validate",
+    "validate_space",
+    "warehouse_of",
+]
+"""The steps as plain functions, and where their results live (`pipeline.locations`)."""
+
 log = logging.getLogger(__name__)
-
-
-def warehouse_of(spec: Spec) -> Warehouse:
-    return Warehouse(spec.warehouse, spec.output_schema)
-
-
-def space_folder(spec: Spec, name: str) -> Path:
-    return Path(spec.artifacts) / name
-
-
-def current_space_version(spec: Spec, name: str) -> str:
-    """The version of the space's current model set (without loading its weights)."""
-    folder = current_set(space_folder(spec, name), f"space {name}")
-    return str(load_json(folder / "space.json")["version"])
-
-
-def predictor_folder(spec: Spec, name: str, target: str) -> Path:
-    return space_folder(spec, name) / "predictors" / target
-
-
-def predictions_name(name: str, target: str) -> str:
-    return f"{name}__{target}_predictions"
-
-
-@dataclass
-class SpaceValidation:
-    """What validating one space found: its column profile and the joins it reads."""
-
-    space: str
-    profiles: list[ColumnProfile]
-    joins: list[JoinCheck]
-    quality: QualityReport | None = None
-
-
-def validate_space(spec: Spec, name: str) -> SpaceValidation:
-    """Check columns and key, profile the columns, check the space's joins; write
-    `ml.column_profile` and `ml.join_report` rows for this space. Raises on a bad spec or key;
-    join problems are returned (see `raise_on_blocking`)."""
-    warehouse = warehouse_of(spec)
-    with warehouse.connect() as con:
-        check_space_columns(con, spec, name)
-        check_key(con, spec, name)
-        profiles = profile_space(con, spec, name)
-        joins = validate_joins(con, spec, space=name)
-        warehouse.write_table(
-            con,
-            "column_profile",
-            profiles_table(profiles),
-            replace_where=f"space = {literal(name)}",
-        )
-        report = join_report_table(joins).append_column(
-            "space", pa.array([name] * len(joins), pa.string())
-        )
-        warehouse.write_table(con, "join_report", report, replace_where=f"space = {literal(name)}")
-    _warn(
-        f"space {name}",
-        [f"join {j.place}: {j.message}" for j in joins if j.status == "warn"]
-        + [
-            f"column {p.column}: {p.unparsed_count} value(s) are not {p.detected_type} "
-            f"(e.g. {', '.join(repr(e) for e in p.unparsed_examples)}); read as missing"
-            for p in profiles
-            if p.unparsed_count and not p.excluded
-        ],
-    )
-    for p in profiles:
-        if p.excluded and p.role == "input":
-            log.info("space %s: column %s excluded: %s", name, p.column, p.reason)
-    return SpaceValidation(name, profiles, joins)
-
-
-def validate(spec: Spec) -> list[SpaceValidation]:
-    """Validate every space; stop with JoinValidationError when a join check fails. Then
-    check each space's data against the quality suite learned when it was trained (failed
-    expectations warn; see `ml.quality_results`)."""
-    results = [validate_space(spec, name) for name in spec.training_order()]
-    raise_on_blocking([j for r in results for j in r.joins])
-    for result in results:
-        report = check_space_quality(spec, result.space, result.profiles)
-        result.quality = report
-        if report.failed:
-            _warn(
-                f"space {result.space}",
-                [
-                    f"data quality: {len(report.failed)} of {report.evaluated} expectation(s) "
-                    f"learned at training failed on the current data: "
-                    f"{', '.join(report.failed)} (details in ml.quality_results)"
-                ],
-            )
-    return results
 
 
 def train(spec: Spec, name: str, progress: bool = True) -> Space:
@@ -213,14 +138,29 @@ def _train(spec: Spec, name: str, progress: bool = True) -> tuple[Space, SpaceIn
 
 
 def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
-    """Embed every current row of the space with the saved model; returns the row count.
-    `inputs`: the rows as `Space.read_inputs` gave them for the current model (else read)."""
+    """Bring `ml.<name>_embeddings` up to date with the saved model: embed the rows that are
+    new, whose fingerprint changed (their columns, children or references) or that another
+    model version embedded, remove rows that left the table, keep the rest as they are (their
+    `embedded_at` too). Returns the rows embedded. `inputs`: every row as `Space.read_inputs`
+    gave them for the current model (else what is needed is read)."""
     space = Space.load(space_folder(spec, name))
     warehouse = warehouse_of(spec)
-    if inputs is None:
-        with warehouse.connect() as con:
-            inputs = space.read_inputs(warehouse, con, spec)
-    _warn(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
+    with warehouse.connect() as con:
+        write_fingerprints(con, spec, name)
+        changes = row_changes(
+            warehouse, con, spec, name, f"{name}_embeddings", "space_version", space.version
+        )
+        if changes.nothing:
+            log.info("space %s: every row's embedding is up to date", name)
+            return 0
+        if inputs is None or not changes.everything:
+            inputs = space.read_inputs(
+                warehouse, con, spec, only=None if changes.everything else CHANGED_TABLE
+            )
+        else:
+            rows_table_of(con, inputs.keys)
+        fingerprints = fingerprints_in_row_order(con, spec, name)
+    warn_all(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
     embeddings = space.embed(inputs)
     if not np.isfinite(embeddings).all():
         raise PipelineError(
@@ -229,8 +169,15 @@ def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
             f"written -> retrain the space (python -m pipeline train --space {name})"
         )
     table = space.embeddings_table(inputs, embeddings)
-    with warehouse.connect() as con:
-        warehouse.write_table(con, f"{name}_embeddings", table)
+    table = table.append_column(FINGERPRINT, fingerprints)
+    write_rows(warehouse_of(spec), spec, name, f"{name}_embeddings", table, changes)
+    log.info(
+        "space %s: %d of %d rows embedded, %d removed",
+        name,
+        len(embeddings),
+        changes.rows,
+        changes.removed.num_rows,
+    )
     return len(embeddings)
 
 
@@ -240,159 +187,62 @@ def neighbours(spec: Spec, name: str) -> int:
     return write_neighbours(warehouse_of(spec), spec, name, spec.keep_versions)
 
 
-def _warn(where: str, messages: list[str], category: type[Warning] = DataWarning) -> None:
-    """Log each message and raise it as a warning of `category` (the step goes on)."""
-    for message in messages:
-        log.warning("%s: %s", where, message)
-        warnings.warn(f"{where}: {message}", category, stacklevel=3)
-
-
-def train_target(
-    spec: Spec, name: str, target: str, inputs: SpaceInputs | None = None
-) -> Predictor:
-    """Cross-fit the predictor candidates for `name.target` on the space's embeddings, its
-    columns and its child statistics; keep the best (see `pipeline.predictors`). `inputs`:
-    as for `embed`."""
-    warehouse = warehouse_of(spec)
-    started = dt.datetime.now(dt.UTC)
-    space = Space.load(space_folder(spec, name))
-    with warehouse.connect() as con:
-        kind = target_type(con, spec, name, target)
-        if inputs is None:
-            inputs = space.read_inputs(warehouse, con, spec)
-        else:
-            rows_table_of(con, inputs.keys)
-        embeddings = stored_embeddings(con, spec, name, space.version)
-        values = target_column(con, spec, name, target)
-        times = time_order(con, spec, name)
-    if times is None and spec.spaces[name].time_column:
-        _warn(
-            f"space {name}",
-            [
-                f"time_column {spec.spaces[name].time_column} has no value that reads as a "
-                "time; predictors are validated on random folds instead of the latest rows"
-            ],
-        )
-    # the warehouse is not held while the candidates train
-    labels = read_target(name, target, kind, values)
-    features = predictor_features(inputs, embeddings)
-    leaks = [leak.message(name, target) for leak in find_leaks(features, labels, spec.seed)]
-    _warn(f"space {name}", leaks, LeakageWarning)
-    predictor = train_predictor(
-        features,
-        labels,
-        inputs.keys,
-        spec.seed,
-        model=spec.spaces[name].column(target).model,
-        epochs=spec.training.predictor_epochs,
-        time_order=times,
-        space=space.model,
-        fine_tune=spec.spaces[name].column(target).fine_tune,
-    )
-    predictor.space_version = space.version
-    predictor.save(predictor_folder(spec, name, target), spec.keep_versions)
-    result = TrainingResult(choices=None, started_at=started.timestamp())
-    result.finished_at = dt.datetime.now(dt.UTC).timestamp()
-    with warehouse.connect() as con:
-        record_run(
-            warehouse,
-            con,
-            "predictor",
-            name,
-            target,
-            predictor.version,
-            result,
-            None,
-            metrics=predictor.metrics,
-            read_versions={name: space.version},
-            warnings_raised=leaks,
-            record=predictor.training_record(),
-        )
-    log.info("predictor %s.%s: %s", name, target, predictor.metrics)
-    return predictor
-
-
-def predict(
-    spec: Spec,
-    name: str,
-    target: str,
-    clock: Stopwatch | None = None,
-    just_embedded: bool = False,
-    inputs: SpaceInputs | None = None,
-) -> int:
-    """Score every row of the space (target known or not) and write the predictions table.
-    `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
-    build table, write). `just_embedded`: `embed` has just written every row's embedding
-    from the same inputs (as in `run`), so they are read instead of computed again.
-    `inputs`: as for `embed`."""
-    clock = clock or Stopwatch()
-    space = Space.load(space_folder(spec, name))
-    predictor = Predictor.load(predictor_folder(spec, name, target))
-    if predictor.space_version != space.version:
-        raise PipelineError(
-            f"predictor {name}.{target} was trained on version {predictor.space_version} of "
-            f"space {name}, which is now {space.version} -> retrain it: python -m pipeline "
-            f"predict --space {name} --retrain"
-        )
-    warehouse = warehouse_of(spec)
-    with clock("read inputs"), warehouse.connect() as con:
-        if inputs is None:
-            inputs = space.read_inputs(warehouse, con, spec)
-        elif just_embedded:
-            rows_table_of(con, inputs.keys)
-        stored = None
-        if just_embedded:
-            try:  # every row, embedded by this version
-                stored = stored_embeddings(con, spec, name, space.version)
-            except PipelineError:
-                stored = None
-    with clock("score"):
-        labelled, outputs = out_of_fold(predictor, inputs.keys)
-        known = np.zeros(inputs.n_rows, bool)
-        known[labelled] = True
-    scores = score_rows(space, predictor, inputs, clock, embeddings=stored, known=known)
-    with clock("score"):
-        raw, split = split_by_training(scores.raw, labelled, outputs)
-    drift = inputs.drift_warnings(spec.spaces[name].table)
-    _warn(f"space {name} predicting {target}", drift)
-    with clock("build table"):
-        table = predictions_table(
-            predictor,
-            inputs.keys,
-            raw,
-            None,
-            split,
-            scores.importance,
-            drift,
-            ood=(scores.ood, scores.farthest),
-        )
-    with clock("write"), warehouse.connect() as con:
-        warehouse.write_table(con, predictions_name(name, target), table)
-    return table.num_rows
-
-
-def run(spec: Spec, progress: bool = True) -> dict[str, dict]:
-    """The whole pipeline: validate, then bottom-up train + embed (+ neighbours), then
-    predictors. Each space is read once: its embed, predictor and predict steps read the rows
-    it was trained on."""
-    validate(spec)
+def run(spec: Spec, progress: bool = True, retrain: bool = False) -> dict[str, dict]:
+    """The whole pipeline, brought up to date: validate; then bottom-up, train each space
+    that needs it (`upkeep.retrain_reason`; `retrain`: every space) and embed the rows that
+    changed (+ neighbours); then the predictors the same way. A space trained here is read
+    once: its embed, predictor and predict steps read the rows it was trained on."""
+    validate(spec, changed_only=not retrain)
     summary: dict[str, dict] = {}
     shared: dict[str, SpaceInputs] = {}
     for name in spec.training_order():
-        space, inputs = _train(spec, name, progress=progress)
+        space, reason, inputs = _train_if_needed(spec, name, retrain, progress)
         rows = embed(spec, name, inputs)
-        neighbours(spec, name)
-        if spec.spaces[name].targets:
+        if rows or reason or not neighbours_current(spec, name, space.version):
+            neighbours(spec, name)
+        if spec.spaces[name].targets and inputs is not None:
             shared[name] = inputs
         del inputs
         summary[name] = {
             "version": space.version,
-            "rows": rows,
-            "losses": space.training.final_losses,
+            "trained": reason,
+            "rows_embedded": rows,
+            "losses": space.training.final_losses if reason else None,
         }
     for name in spec.training_order():
         for target in spec.spaces[name].targets:
-            predictor = train_target(spec, name, target, shared.get(name))
-            predict(spec, name, target, just_embedded=True, inputs=shared.get(name))
+            reason = predictor_retrain_reason(spec, name, target, retrain)
+            if reason:
+                log.info("predictor %s.%s: training, as %s", name, target, reason)
+                predictor = train_target(spec, name, target, shared.get(name))
+            else:
+                predictor = Predictor.load(predictor_folder(spec, name, target))
+            rows = predict(spec, name, target, just_embedded=True, inputs=shared.get(name))
+            summary[name][f"{target}_trained"] = reason
+            summary[name][f"{target}_rows_predicted"] = rows
             summary[name][f"{target}_metrics"] = predictor.metrics
     return summary
+
+
+def train_if_needed(
+    spec: Spec, name: str, retrain: bool = False, progress: bool = True
+) -> tuple[Space, str | None]:
+    """Train the space if it needs it (`space_retrain_reason`), else load it; returns it and
+    why it was trained (None: kept)."""
+    space, reason, _ = _train_if_needed(spec, name, retrain, progress)
+    return space, reason
+
+
+def _train_if_needed(
+    spec: Spec, name: str, retrain: bool, progress: bool
+) -> tuple[Space, str | None, SpaceInputs | None]:
+    reason = space_retrain_reason(spec, name, retrain)
+    if reason is None:
+        space = Space.load(space_folder(spec, name))
+        log.info("space %s: model %s is up to date", name, space.version)
+        return space, None, None
+    log.info("space %s: training, as %s", name, reason)
+    space, inputs = _train(spec, name, progress=progress)
+    return space, reason, inputs
+
+

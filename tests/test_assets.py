@@ -141,16 +141,21 @@ def test_definitions_follow_the_spec_without_touching_the_warehouse(
 
     schedules = {s.name: s.cron_schedule for s in defs.schedules}
     assert schedules == {
-        "nightly_embed_and_predict": "0 2 * * *",
+        "nightly_bring_up_to_date": "0 2 * * *",
         "weekly_retrain_all": "0 4 * * 0",
     }
-    assert {j.name for j in defs.jobs} == {"embed_and_predict", "retrain_all"}
-    # the nightly job profiles every space first: its blocking join checks guard the rest
-    nightly = next(s.job for s in defs.schedules if s.name == "nightly_embed_and_predict")
+    assert {j.name for j in defs.jobs} == {"bring_up_to_date", "retrain_all"}
+    # the nightly job profiles every space first (its blocking join checks guard the rest) and
+    # trains the spaces and predictors only where needed; the weekly one forces training
+    nightly = next(s.job for s in defs.schedules if s.name == "nightly_bring_up_to_date")
     selected = nightly.selection.resolve(defs.resolve_asset_graph())
-    assert dg.AssetKey(["ml", "customers_profile"]) in selected
-    assert dg.AssetKey(["ml", "customers_embeddings"]) in selected
-    assert dg.AssetKey(["ml", "customers_space"]) not in selected
+    for name in ("customers_profile", "customers_space", "customers_embeddings"):
+        assert dg.AssetKey(["ml", name]) in selected
+    ops = nightly.config["ops"]
+    assert ops["ml__customers_space"] == {"config": {"retrain": False}}
+    assert ops["ml__customers__churned_predictor"] == {"config": {"retrain": False}}
+    weekly = next(s.job for s in defs.schedules if s.name == "weekly_retrain_all")
+    assert not weekly.config
     assert not warehouse.parent.exists(), "loading the code location must not open the warehouse"
 
 
@@ -236,6 +241,8 @@ def test_materialize_everything_on_a_tiny_demo_warehouse(tmp_path: Path, keep_en
     assert materialized["ml/customers_space"]["steps"].value == FAST_TRAINING["steps"]
     embeddings = materialized["ml/customers_embeddings"]
     assert embeddings["dagster/row_count"].value == customers
+    assert embeddings["rows_written"].value == customers  # a first materialization: every row
+    assert materialized["ml/customers_space"]["trained"].value.startswith("yes")
     columns = [c.name for c in embeddings["dagster/column_schema"].schema.columns]
     assert {"customer_id", "embedding", "embedding_3d"} <= set(columns)
     assert "auc" in materialized["ml/customers__churned_predictor"]

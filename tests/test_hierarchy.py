@@ -12,6 +12,7 @@ import torch
 from pipeline import runner
 from pipeline.spaces.model import gather, token_specs
 from pipeline.spaces.reads import read_space_inputs
+from pipeline.understanding.profiling import profile_space
 from tests.conftest import write_spec
 
 
@@ -60,7 +61,7 @@ def test_child_sets_respect_as_of_order_and_max_length(tmp_path: Path):
     runner.embed(spec, "orders")
     w = runner.warehouse_of(spec)
     with w.connect() as con:
-        profiles = runner.profile_space(con, spec, "customers")
+        profiles = profile_space(con, spec, "customers")
         inputs = read_space_inputs(w, con, spec, "customers", profiles=profiles)
         order_vectors = {
             row[0]: np.array(row[1], np.float32)

@@ -37,8 +37,9 @@ def _select_expression(column: str, type_name: str) -> str:
     return render(column_type(type_name).read_sql, column=quote(column))
 
 
-def create_rows_table(con: Connection, spec: Spec, name: str) -> None:
-    """A temp table `__space_rows(__row, key..., foreign keys..., as_of)` in key order."""
+def create_rows_table(con: Connection, spec: Spec, name: str, only: str | None = None) -> None:
+    """A temp table `__space_rows(__row, key..., foreign keys..., as_of)` in key order: every
+    row of the space's table, or those whose key is in the table `only`."""
     space = spec.spaces[name]
     keys = ", ".join(quote(k) for k in space.key_columns)
     extra = [c for r in space.references for c in r.foreign_key_columns]
@@ -46,10 +47,14 @@ def create_rows_table(con: Connection, spec: Spec, name: str) -> None:
         extra.append(space.as_of)
     extra = [c for c in dict.fromkeys(extra) if c not in space.key_columns]
     extra_sql = "".join(f", {quote(c)}" for c in extra)
+    where = ""
+    if only is not None:
+        on = " and ".join(f"o.{quote(k)} = t.{quote(k)}" for k in space.key_columns)
+        where = f" where exists (select 1 from {only} o where {on})"
     con.execute(
         f"create or replace temp table {ROWS_TABLE} as "
         f"select (row_number() over (order by {keys}) - 1)::bigint as __row, {keys}{extra_sql} "
-        f"from {qualified(space.table)}"
+        f"from {qualified(space.table)} t{where}"
     )
 
 
@@ -88,12 +93,13 @@ def read_space_inputs(
     codecs: dict[str, Codec] | None = None,
     statistics: ChildStatistics | None = None,
     child_embeddings: dict[str, str] | None = None,
+    only: str | None = None,
 ) -> SpaceInputs:
     """Read and encode a space's inputs. Give `profiles` to fit codecs and child statistics,
     or the fitted `codecs` and `statistics` (None: the space had no children).
-    `child_embeddings`: see `read_children`."""
+    `child_embeddings`: see `read_children`; `only`: see `create_rows_table`."""
     space = spec.spaces[name]
-    create_rows_table(con, spec, name)
+    create_rows_table(con, spec, name, only)
     keys_sql = ", ".join(quote(k) for k in space.key_columns)
     keys = fetch_arrow(con, f"select {keys_sql} from {ROWS_TABLE} order by __row")
     if codecs is None:

@@ -8,8 +8,13 @@ embedding has the same inputs as when it was embedded: `embed` and `predict` ski
 
 from __future__ import annotations
 
+import hashlib
+
+import pyarrow as pa
+
+from pipeline.spaces.reads import ROWS_TABLE
 from pipeline.spec import Spec
-from pipeline.warehouse.connection import Connection
+from pipeline.warehouse.connection import Connection, fetch_arrow
 from pipeline.warehouse.sql import qualified, quote
 
 FINGERPRINTS_TABLE = "__fingerprints"
@@ -58,3 +63,27 @@ def write_fingerprints(con: Connection, spec: Spec, name: str) -> None:
     con.execute(
         f"create or replace temp table {FINGERPRINTS_TABLE} as {fingerprint_query(spec, name)}"
     )
+
+
+def fingerprints_in_row_order(con: Connection, spec: Spec, name: str) -> pa.ChunkedArray:
+    """The fingerprint of each row of `__space_rows`, in its order."""
+    on = " and ".join(f"f.{quote(k)} = r.{quote(k)}" for k in spec.spaces[name].key_columns)
+    return fetch_arrow(
+        con,
+        f"select f.{FINGERPRINT} from {ROWS_TABLE} r join {FINGERPRINTS_TABLE} f on {on} "
+        "order by r.__row",
+    ).column(0)
+
+
+def tables_digest(con: Connection, spec: Spec, name: str) -> str:
+    """A hash of the contents of the space's table and of every table it joins to (its
+    children's and its references'): what validating the space reads."""
+    space = spec.spaces[name]
+    tables = [space.table] + [spec.spaces[d].table for d in spec.dependencies(name)]
+    parts = [
+        con.execute(
+            f"select sum(hash(t)::hugeint)::varchar, count(*) from {qualified(table)} t"
+        ).fetchone()
+        for table in dict.fromkeys(tables)
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -142,10 +142,11 @@ class Space:
         return space
 
     def read_inputs(
-        self, warehouse: Warehouse, con: Connection, spec: Spec
+        self, warehouse: Warehouse, con: Connection, spec: Spec, only: str | None = None
     ) -> SpaceInputs:
-        """Current rows of the table through the saved codecs (no refitting). Refuses when a
-        child or referenced space was retrained since this one was trained on its embeddings."""
+        """Current rows of the table (or those whose key is in the table `only`) through the
+        saved codecs (no refitting). Refuses when a child or referenced space was retrained
+        since this one was trained on its embeddings."""
         self.check_read_versions(read_versions(warehouse, con, spec, self.name))
         inputs = read_space_inputs(
             warehouse,
@@ -155,6 +156,7 @@ class Space:
             codecs=self.codecs,
             statistics=self.statistics,
             child_embeddings=embed_children_as_of(warehouse, con, spec, self.name),
+            only=only,
         )
         if self.table_columns:
             current = table_columns(con, spec.spaces[self.name].table)

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from pipeline.spaces.row_fingerprints import FINGERPRINT, FINGERPRINTS_TABLE
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import ColumnProfile
-from pipeline.warehouse.connection import Connection, Warehouse, table_columns
+from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
 from pipeline.warehouse.sql import quote
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ DRIFT_ROWS = 0.25
 DRIFT_NULLS = 0.10
 """An input column's null share moved by more than this (absolute)."""
 CHANGED_TABLE = "__changed_rows"
-REMOVED_TABLE = "__removed_rows"
 
 
 def profile_summary(profiles: list[ColumnProfile], n_rows: int) -> dict:
@@ -90,12 +91,12 @@ def retrain_reason(
 @dataclass
 class RowChanges:
     """Rows of a space to compute again against what a table holds (after
-    `write_fingerprints`): their keys are in the temp tables `__changed_rows` and
-    `__removed_rows`."""
+    `write_fingerprints`): the changed rows' keys are in the temp table `__changed_rows`."""
 
     changed: int
-    removed: int
     rows: int
+    removed: pa.Table
+    """Keys of the rows the table holds that left the space's table."""
 
     @property
     def everything(self) -> bool:
@@ -103,7 +104,7 @@ class RowChanges:
 
     @property
     def nothing(self) -> bool:
-        return self.changed == 0 and self.removed == 0
+        return self.changed == 0 and self.removed.num_rows == 0
 
 
 def row_changes(
@@ -127,7 +128,7 @@ def row_changes(
             f"create or replace temp table {CHANGED_TABLE} as "
             f"select {key_sql} from {FINGERPRINTS_TABLE} f"
         )
-        con.execute(f"create or replace temp table {REMOVED_TABLE} as {_none(keys)}")
+        removed = fetch_arrow(con, _none(keys))
     else:
         on = " and ".join(f"s.{quote(k)} = f.{quote(k)}" for k in keys)
         con.execute(
@@ -138,17 +139,35 @@ def row_changes(
             [version],
         )
         stored_keys = ", ".join(f"s.{quote(k)}" for k in keys)
-        con.execute(
-            f"create or replace temp table {REMOVED_TABLE} as select {stored_keys} "
-            f"from {stored} s anti join {FINGERPRINTS_TABLE} f on {on}"
+        removed = fetch_arrow(
+            con,
+            f"select {stored_keys} from {stored} s anti join {FINGERPRINTS_TABLE} f on {on}",
         )
-    counts = [
+    changed, rows = (
         con.execute(f"select count(*) from {t}").fetchone()[0]
-        for t in (CHANGED_TABLE, REMOVED_TABLE, FINGERPRINTS_TABLE)
-    ]
-    return RowChanges(*counts)
+        for t in (CHANGED_TABLE, FINGERPRINTS_TABLE)
+    )
+    return RowChanges(changed, rows, removed)
 
 
 def _none(keys: list[str]) -> str:
     """No rows, with the key columns of the fingerprints table."""
     return f"select {', '.join(quote(k) for k in keys)} from {FINGERPRINTS_TABLE} limit 0"
+
+
+def write_rows(
+    warehouse: Warehouse,
+    spec: Spec,
+    name: str,
+    table_name: str,
+    table: pa.Table,
+    changes: RowChanges,
+) -> None:
+    """Replace the whole output table when every row changed, else merge the changed rows
+    in and delete the removed ones; one transaction either way."""
+    with warehouse.connect() as con:
+        if changes.everything:
+            warehouse.write_table(con, table_name, table)
+        else:
+            keys = spec.spaces[name].key_columns
+            warehouse.merge_rows(con, table_name, table, keys, changes.removed)

@@ -129,32 +129,29 @@ class Warehouse:
             con.unregister(view)
 
     def merge_rows(
-        self,
-        con: Connection,
-        name: str,
-        data: pa.Table,
-        keys: list[str],
-        drop: list[str],
+        self, con: Connection, name: str, data: pa.Table, keys: list[str], removed: pa.Table
     ) -> None:
-        """In one transaction, remove the rows of output table `name` whose key is in any of
-        the tables `drop` and insert `data` (columns matched by name): rows not named keep
-        everything they had. The table must exist with `data`'s columns."""
+        """In one transaction, replace the rows of output table `name` that have a key of
+        `data` by `data`'s rows (columns matched by name) and delete those with a key of
+        `removed`: the other rows keep everything they had. The table must exist."""
         target = self.output_table(name)
-        view = f"__incoming_{name}"
-        con.register(view, data)
+        on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
+        views = {f"__incoming_{name}": data, f"__removed_{name}": removed}
+        for view, rows in views.items():
+            con.register(view, rows)
         try:
             con.execute("begin transaction")
-            for table in drop:
-                on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
-                con.execute(f"delete from {target} t using {table} d where {on}")
-            con.execute(f"insert into {target} by name select * from {quote(view)}")
+            for view in views:
+                con.execute(f"delete from {target} t using {quote(view)} d where {on}")
+            con.execute(f"insert into {target} by name select * from {quote(f'__incoming_{name}')}")
             con.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("rollback")
             raise
         finally:
-            con.unregister(view)
+            for view in views:
+                con.unregister(view)
 
 
 def table_columns(con: Connection, table: str) -> dict[str, str]:

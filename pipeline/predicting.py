@@ -1,0 +1,191 @@
+"""The predictor steps: train a target's predictor, and score the rows that changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+
+from pipeline.errors import LeakageWarning, PipelineError, warn_all
+from pipeline.freshness import predictor_retrain_reason
+from pipeline.locations import predictions_name, predictor_folder, space_folder, warehouse_of
+from pipeline.predictors import Predictor, predictor_features, read_target, train_predictor
+from pipeline.predictors.leakage import find_leaks
+from pipeline.predictors.predictions import Stopwatch, predictions_table, score_rows
+from pipeline.predictors.reads import (
+    out_of_fold,
+    split_by_training,
+    stored_embeddings,
+    target_column,
+    target_type,
+    time_order,
+)
+from pipeline.run_records import record_run
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.row_fingerprints import (
+    FINGERPRINT,
+    fingerprints_in_row_order,
+    write_fingerprints,
+)
+from pipeline.spaces.space import Space
+from pipeline.spaces.training import TrainingResult
+from pipeline.spaces.upkeep import CHANGED_TABLE, row_changes, write_rows
+from pipeline.spec import Spec
+
+log = logging.getLogger(__name__)
+
+def train_target(
+    spec: Spec, name: str, target: str, inputs: SpaceInputs | None = None
+) -> Predictor:
+    """Cross-fit the predictor candidates for `name.target` on the space's embeddings, its
+    columns and its child statistics; keep the best (see `pipeline.predictors`). `inputs`:
+    as for `embed`."""
+    warehouse = warehouse_of(spec)
+    started = dt.datetime.now(dt.UTC)
+    space = Space.load(space_folder(spec, name))
+    with warehouse.connect() as con:
+        kind = target_type(con, spec, name, target)
+        if inputs is None:
+            inputs = space.read_inputs(warehouse, con, spec)
+        else:
+            rows_table_of(con, inputs.keys)
+        embeddings = stored_embeddings(con, spec, name, space.version)
+        values = target_column(con, spec, name, target)
+        times = time_order(con, spec, name)
+    if times is None and spec.spaces[name].time_column:
+        warn_all(
+            f"space {name}",
+            [
+                f"time_column {spec.spaces[name].time_column} has no value that reads as a "
+                "time; predictors are validated on random folds instead of the latest rows"
+            ],
+        )
+    # the warehouse is not held while the candidates train
+    labels = read_target(name, target, kind, values)
+    features = predictor_features(inputs, embeddings)
+    leaks = [leak.message(name, target) for leak in find_leaks(features, labels, spec.seed)]
+    warn_all(f"space {name}", leaks, LeakageWarning)
+    predictor = train_predictor(
+        features,
+        labels,
+        inputs.keys,
+        spec.seed,
+        model=spec.spaces[name].column(target).model,
+        epochs=spec.training.predictor_epochs,
+        time_order=times,
+        space=space.model,
+        fine_tune=spec.spaces[name].column(target).fine_tune,
+    )
+    predictor.space_version = space.version
+    predictor.spec_digest = spec.target_digest(name, target)
+    predictor.save(predictor_folder(spec, name, target), spec.keep_versions)
+    result = TrainingResult(choices=None, started_at=started.timestamp())
+    result.finished_at = dt.datetime.now(dt.UTC).timestamp()
+    with warehouse.connect() as con:
+        record_run(
+            warehouse,
+            con,
+            "predictor",
+            name,
+            target,
+            predictor.version,
+            result,
+            None,
+            metrics=predictor.metrics,
+            read_versions={name: space.version},
+            warnings_raised=leaks,
+            record=predictor.training_record(),
+        )
+    log.info("predictor %s.%s: %s", name, target, predictor.metrics)
+    return predictor
+
+
+def predict(
+    spec: Spec,
+    name: str,
+    target: str,
+    clock: Stopwatch | None = None,
+    just_embedded: bool = False,
+    inputs: SpaceInputs | None = None,
+) -> int:
+    """Bring the predictions table up to date: score the rows (target known or not) that are
+    new, whose fingerprint changed or that another predictor version scored, remove rows that
+    left the table, keep the rest (see `embed`); returns the rows scored.
+    `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
+    build table, write). `just_embedded`: `embed` has just written every row's embedding
+    from the same inputs (as in `run`), so they are read instead of computed again.
+    `inputs`: as for `embed`."""
+    clock = clock or Stopwatch()
+    space = Space.load(space_folder(spec, name))
+    predictor = Predictor.load(predictor_folder(spec, name, target))
+    if predictor.space_version != space.version:
+        raise PipelineError(
+            f"predictor {name}.{target} was trained on version {predictor.space_version} of "
+            f"space {name}, which is now {space.version} -> retrain it: python -m pipeline "
+            f"predict --space {name} --retrain"
+        )
+    warehouse = warehouse_of(spec)
+    table_name = predictions_name(name, target)
+    with clock("read inputs"), warehouse.connect() as con:
+        write_fingerprints(con, spec, name)
+        changes = row_changes(
+            warehouse, con, spec, name, table_name, "predictor_version", predictor.version
+        )
+        if changes.nothing:
+            log.info("predictor %s.%s: every row's prediction is up to date", name, target)
+            return 0
+        if inputs is None or not changes.everything:
+            inputs = space.read_inputs(
+                warehouse, con, spec, only=None if changes.everything else CHANGED_TABLE
+            )
+        else:
+            rows_table_of(con, inputs.keys)
+        fingerprints = fingerprints_in_row_order(con, spec, name)
+        stored = None
+        if just_embedded:
+            try:  # every row, embedded by this version
+                stored = stored_embeddings(con, spec, name, space.version)
+            except PipelineError:
+                stored = None
+    with clock("score"):
+        labelled, outputs = out_of_fold(predictor, inputs.keys)
+        known = np.zeros(inputs.n_rows, bool)
+        known[labelled] = True
+    scores = score_rows(space, predictor, inputs, clock, embeddings=stored, known=known)
+    with clock("score"):
+        raw, split = split_by_training(scores.raw, labelled, outputs)
+    drift = inputs.drift_warnings(spec.spaces[name].table)
+    warn_all(f"space {name} predicting {target}", drift)
+    with clock("build table"):
+        table = predictions_table(
+            predictor,
+            inputs.keys,
+            raw,
+            None,
+            split,
+            scores.importance,
+            drift,
+            ood=(scores.ood, scores.farthest),
+        )
+        table = table.append_column(FINGERPRINT, fingerprints)
+    with clock("write"):
+        write_rows(warehouse, spec, name, table_name, table, changes)
+    return table.num_rows
+
+
+def train_target_if_needed(
+    spec: Spec,
+    name: str,
+    target: str,
+    retrain: bool = False,
+    inputs: SpaceInputs | None = None,
+) -> tuple[Predictor, str | None]:
+    """Train the predictor if it needs it (no model, its space or its spec settings changed,
+    or `retrain`), else load it; returns it and why it was trained (None: kept)."""
+    reason = predictor_retrain_reason(spec, name, target, retrain)
+    if reason is None:
+        return Predictor.load(predictor_folder(spec, name, target)), None
+    log.info("predictor %s.%s: training, as %s", name, target, reason)
+    return train_target(spec, name, target, inputs), reason
