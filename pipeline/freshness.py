@@ -20,6 +20,7 @@ from pipeline.spaces.upkeep import retrain_reason
 from pipeline.spec import Spec
 from pipeline.store.model_store import current_name
 from pipeline.understanding.profiling import stored_profiles
+from pipeline.warehouse.connection import DatabaseError
 from pipeline.warehouse.sql import literal, qualified
 
 VALIDATED_TABLE = "validated_tables"
@@ -27,13 +28,18 @@ VALIDATED_TABLE = "validated_tables"
 validated on (a run whose validation passed)."""
 
 
-def validation_digests(spec: Spec) -> dict[str, str]:
+def validation_digests(spec: Spec) -> dict[str, str | None]:
+    """Per space, a digest of its spec section and of the tables validating it reads; None
+    where a table cannot be read (validation names the problem)."""
     warehouse = warehouse_of(spec)
+    digests: dict[str, str | None] = {}
     with warehouse.connect() as con:
-        return {
-            name: f"{tables_digest(con, spec, name)}-{spec.space_digest(name)}"
-            for name in spec.training_order()
-        }
+        for name in spec.training_order():
+            try:
+                digests[name] = f"{tables_digest(con, spec, name)}-{spec.space_digest(name)}"
+            except DatabaseError:
+                digests[name] = None
+    return digests
 
 
 def last_validated(spec: Spec) -> dict[str, str]:
@@ -47,7 +53,7 @@ def last_validated(spec: Spec) -> dict[str, str]:
     return dict(rows)
 
 
-def record_validated(spec: Spec, digests: dict[str, str]) -> None:
+def record_validated(spec: Spec, digests: dict[str, str | None]) -> None:
     """Keep the digests of the spaces a passed validation checked (`validation_digests`)."""
     warehouse = warehouse_of(spec)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -22,19 +22,21 @@ from pipeline.predictors.reads import (
     time_order,
 )
 from pipeline.run_records import record_run
+from pipeline.spaces.hierarchy import read_versions
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.reads import rows_table_of
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
-    fingerprints_in_row_order,
     write_fingerprints,
 )
 from pipeline.spaces.space import Space
 from pipeline.spaces.training import TrainingResult
-from pipeline.spaces.upkeep import CHANGED_TABLE, row_changes, write_rows
+from pipeline.spaces.upkeep import batch_inputs, publish, row_changes, stage
 from pipeline.spec import Spec
+from pipeline.warehouse.connection import Connection
 
 log = logging.getLogger(__name__)
+
 
 def train_target(
     spec: Spec, name: str, target: str, inputs: SpaceInputs | None = None
@@ -129,50 +131,54 @@ def predict(
     warehouse = warehouse_of(spec)
     table_name = predictions_name(name, target)
     with clock("read inputs"), warehouse.connect() as con:
+        space.check_read_versions(read_versions(warehouse, con, spec, name))  # stale: refused
         write_fingerprints(con, spec, name)
         changes = row_changes(
             warehouse, con, spec, name, table_name, "predictor_version", predictor.version
         )
-        if changes.nothing:
-            log.info("predictor %s.%s: every row's prediction is up to date", name, target)
-            return 0
-        if inputs is None or not changes.everything:
-            inputs = space.read_inputs(
-                warehouse, con, spec, only=None if changes.everything else CHANGED_TABLE
+    if changes.nothing:
+        log.info("predictor %s.%s: every row's prediction is up to date", name, target)
+        return 0
+    written = 0
+
+    def embedded(con: Connection) -> np.ndarray | None:
+        if not just_embedded:
+            return None
+        try:  # the batch's rows, embedded by this version
+            return stored_embeddings(con, spec, name, space.version)
+        except PipelineError:
+            return None
+
+    batches = batch_inputs(warehouse, spec, space, changes, inputs, embedded, clock)
+    for batch, part, fingerprints, stored in batches:
+        with clock("score"):
+            labelled, outputs = out_of_fold(predictor, part.keys)
+            known = np.zeros(part.n_rows, bool)
+            known[labelled] = True
+        scores = score_rows(space, predictor, part, clock, embeddings=stored, known=known)
+        with clock("score"):
+            raw, split = split_by_training(scores.raw, labelled, outputs)
+        drift = part.drift_warnings(spec.spaces[name].table)
+        if not written:
+            warn_all(f"space {name} predicting {target}", drift)
+        with clock("build table"):
+            table = predictions_table(
+                predictor,
+                part.keys,
+                raw,
+                None,
+                split,
+                scores.importance,
+                drift,
+                ood=(scores.ood, scores.farthest),
             )
-        else:
-            rows_table_of(con, inputs.keys)
-        fingerprints = fingerprints_in_row_order(con, spec, name)
-        stored = None
-        if just_embedded:
-            try:  # every row, embedded by this version
-                stored = stored_embeddings(con, spec, name, space.version)
-            except PipelineError:
-                stored = None
-    with clock("score"):
-        labelled, outputs = out_of_fold(predictor, inputs.keys)
-        known = np.zeros(inputs.n_rows, bool)
-        known[labelled] = True
-    scores = score_rows(space, predictor, inputs, clock, embeddings=stored, known=known)
-    with clock("score"):
-        raw, split = split_by_training(scores.raw, labelled, outputs)
-    drift = inputs.drift_warnings(spec.spaces[name].table)
-    warn_all(f"space {name} predicting {target}", drift)
-    with clock("build table"):
-        table = predictions_table(
-            predictor,
-            inputs.keys,
-            raw,
-            None,
-            split,
-            scores.importance,
-            drift,
-            ood=(scores.ood, scores.farthest),
-        )
-        table = table.append_column(FINGERPRINT, fingerprints)
-    with clock("write"):
-        write_rows(warehouse, spec, name, table_name, table, changes)
-    return table.num_rows
+            table = table.append_column(FINGERPRINT, fingerprints)
+        with clock("write"), warehouse.connect() as con:
+            stage(warehouse, con, table_name, table)
+        written += batch.num_rows
+    with clock("write"), warehouse.connect() as con:
+        publish(warehouse, con, spec, name, table_name, changes)
+    return written
 
 
 def train_target_if_needed(

@@ -31,16 +31,15 @@ from pipeline.locations import (
 from pipeline.predicting import predict, train_target, train_target_if_needed
 from pipeline.predictors import Predictor
 from pipeline.run_records import record_run
+from pipeline.spaces.hierarchy import read_versions
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.neighbour_table import write_neighbours
-from pipeline.spaces.reads import rows_table_of
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
-    fingerprints_in_row_order,
     write_fingerprints,
 )
 from pipeline.spaces.space import Space
-from pipeline.spaces.upkeep import CHANGED_TABLE, row_changes, write_rows
+from pipeline.spaces.upkeep import batch_inputs, publish, row_changes, stage
 from pipeline.spec import Spec
 from pipeline.understanding.data_quality import (
     learn_space_quality,
@@ -140,45 +139,49 @@ def _train(spec: Spec, name: str, progress: bool = True) -> tuple[Space, SpaceIn
 def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
     """Bring `ml.<name>_embeddings` up to date with the saved model: embed the rows that are
     new, whose fingerprint changed (their columns, children or references) or that another
-    model version embedded, remove rows that left the table, keep the rest as they are (their
-    `embedded_at` too). Returns the rows embedded. `inputs`: every row as `Space.read_inputs`
-    gave them for the current model (else what is needed is read)."""
+    model version embedded, `BATCH_ROWS` at a time, each batch staged as it is done; then
+    publish them in one transaction, removing rows that left the table and keeping the rest
+    as they are (their `embedded_at` too). A killed run's staged batches are not redone.
+    Returns the rows embedded. `inputs`: every row as `Space.read_inputs` gave them for the
+    current model (else each batch is read)."""
     space = Space.load(space_folder(spec, name))
     warehouse = warehouse_of(spec)
+    table_name = f"{name}_embeddings"
     with warehouse.connect() as con:
+        space.check_read_versions(read_versions(warehouse, con, spec, name))  # stale: refused
         write_fingerprints(con, spec, name)
         changes = row_changes(
-            warehouse, con, spec, name, f"{name}_embeddings", "space_version", space.version
+            warehouse, con, spec, name, table_name, "space_version", space.version
         )
-        if changes.nothing:
-            log.info("space %s: every row's embedding is up to date", name)
-            return 0
-        if inputs is None or not changes.everything:
-            inputs = space.read_inputs(
-                warehouse, con, spec, only=None if changes.everything else CHANGED_TABLE
+    if changes.nothing:
+        log.info("space %s: every row's embedding is up to date", name)
+        return 0
+    written = 0
+    for batch, part, fingerprints, _ in batch_inputs(warehouse, spec, space, changes, inputs):
+        if not written:
+            warn_all(f"space {name}", part.drift_warnings(spec.spaces[name].table))
+        embeddings = space.embed(part)
+        if not np.isfinite(embeddings).all():
+            raise PipelineError(
+                f"space {name}: the model gives non-finite embeddings for "
+                f"{int((~np.isfinite(embeddings)).any(axis=1).sum())} row(s); nothing was "
+                f"written -> retrain the space (python -m pipeline train --space {name})"
             )
-        else:
-            rows_table_of(con, inputs.keys)
-        fingerprints = fingerprints_in_row_order(con, spec, name)
-    warn_all(f"space {name}", inputs.drift_warnings(spec.spaces[name].table))
-    embeddings = space.embed(inputs)
-    if not np.isfinite(embeddings).all():
-        raise PipelineError(
-            f"space {name}: the model gives non-finite embeddings for "
-            f"{int((~np.isfinite(embeddings)).any(axis=1).sum())} row(s); nothing was "
-            f"written -> retrain the space (python -m pipeline train --space {name})"
-        )
-    table = space.embeddings_table(inputs, embeddings)
-    table = table.append_column(FINGERPRINT, fingerprints)
-    write_rows(warehouse_of(spec), spec, name, f"{name}_embeddings", table, changes)
+        table = space.embeddings_table(part, embeddings).append_column(FINGERPRINT, fingerprints)
+        with warehouse.connect() as con:
+            stage(warehouse, con, table_name, table)
+        written += batch.num_rows
+    with warehouse.connect() as con:
+        publish(warehouse, con, spec, name, table_name, changes)
     log.info(
-        "space %s: %d of %d rows embedded, %d removed",
+        "space %s: %d of %d rows embedded (%d staged by an earlier run), %d removed",
         name,
-        len(embeddings),
+        written,
         changes.rows,
+        changes.pending,
         changes.removed.num_rows,
     )
-    return len(embeddings)
+    return written
 
 
 def neighbours(spec: Spec, name: str) -> int:
@@ -244,5 +247,3 @@ def _train_if_needed(
     log.info("space %s: training, as %s", name, reason)
     space, inputs = _train(spec, name, progress=progress)
     return space, reason, inputs
-
-

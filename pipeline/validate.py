@@ -80,7 +80,7 @@ def validate(spec: Spec, changed_only: bool = False) -> list[SpaceValidation]:
     passed keeps that validation's results (`run` does this)."""
     digests = validation_digests(spec)
     done = last_validated(spec) if changed_only else {}
-    unchanged = [n for n in spec.training_order() if done.get(n) == digests[n]]
+    unchanged = [n for n in spec.training_order() if digests[n] and done.get(n) == digests[n]]
     for name in unchanged:
         log.info("space %s: its tables are as at the last validation; its results stand", name)
     results = [

@@ -34,7 +34,13 @@ from pipeline.store import model_store
 from pipeline.understanding.joins import validate_joins
 from tests.conftest import write_spec
 
-DIAGNOSTICS = {"column_profile", "join_report", "quality_results", "text_embedding_cache"}
+DIAGNOSTICS = {
+    "column_profile",
+    "join_report",
+    "quality_results",
+    "text_embedding_cache",
+    "validated_tables",
+}
 N_CUSTOMERS = 80
 PLANS = ["free", "basic", "pro"]
 NOTES = [

@@ -154,5 +154,5 @@ def test_a_grandchild_dated_after_as_of_changes_nothing_in_the_parent(tmp_path: 
         embeddings("customers", "customer_id"),
     )
     assert not np.array_equal(orders_before[0], orders_after[0])  # the order sees the item
-    for customer, vector in customers_before.items():
-        assert np.array_equal(vector, customers_after[customer]), customer
+    for customer, vector in customers_before.items():  # re-embedded alone: float rounding
+        np.testing.assert_allclose(customers_after[customer], vector, atol=1e-6)

@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from pipeline import runner
+from pipeline.spaces import upkeep
 from pipeline.spaces.space import Space
 from pipeline.spaces.upkeep import DRIFT_NULLS, drift, profile_summary, retrain_reason
 from pipeline.spec import Spec
@@ -169,3 +171,39 @@ def test_drift_names_the_column_that_moved():
     assert "kind" in drift(trained_on, [_profile("kind", 0.0, "text")], 100)
     assert drift(trained_on, [_profile("new", 0.9)], 110) is None  # a new column: schema drift
     assert drift({}, [], 5) is None  # a model saved before the record
+
+
+def test_embedding_in_batches_resumes_from_the_batches_already_staged(
+    copied_run: Spec, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(upkeep, "BATCH_ROWS", 50)
+    table = "ml.customers_embeddings"
+    (expected,) = _execute(copied_run, f"select customer_id, embedding from {table} order by 1")
+    _execute(copied_run, f"delete from {table}")  # every row to embed again: 8 batches
+    calls = []
+    embed = Space.embed
+
+    def failing(self, inputs, *args, **kwargs):
+        calls.append(inputs.n_rows)
+        if len(calls) == 3:
+            raise RuntimeError("stopped in the third batch")
+        return embed(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(Space, "embed", failing)
+    with pytest.raises(RuntimeError, match="third batch"):
+        runner.embed(copied_run, "customers")
+    staged, live = _execute(
+        copied_run,
+        "select count(*) from ml._pending_customers_embeddings",
+        f"select count(*) from {table}",
+    )
+    assert (staged[0][0], live[0][0]) == (100, 0)  # two batches staged, nothing published
+    monkeypatch.setattr(Space, "embed", embed)
+    assert runner.embed(copied_run, "customers") == len(expected) - 100
+    (found,) = _execute(copied_run, f"select customer_id, embedding from {table} order by 1")
+    assert [k for k, _ in found] == [k for k, _ in expected]
+    np.testing.assert_allclose(
+        np.array([e for _, e in found]), np.array([e for _, e in expected]), atol=1e-5
+    )
+    tables = _execute(copied_run, "select table_name from information_schema.tables")[0]
+    assert ("_pending_customers_embeddings",) not in tables

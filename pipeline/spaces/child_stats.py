@@ -133,21 +133,25 @@ def _referrers(
     n_rows: int,
     reference: ReferencePlan,
 ) -> np.ndarray:
-    """[n_rows, 1]: other rows of `rows_table` with the same foreign key (earlier ones only
-    when the space has a time column; NaN for a row without a time or a foreign key)."""
-    foreign_key = [f"r.{quote(f)}" for f in reference.lookup.foreign_key]
+    """[n_rows, 1]: for each row of `rows_table`, the other rows of the space's whole table
+    with the same foreign key (earlier ones only when the space has a time column; NaN for a
+    row without a time or a foreign key), whichever rows `rows_table` holds."""
+    foreign_key = [f"t.{quote(f)}" for f in reference.lookup.foreign_key]
     partition = ", ".join(foreign_key)
     null = " or ".join(f"{f} is null" for f in foreign_key)
     if reference.time_column:
-        on = " and ".join(f"t.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
         order = f"t.{quote(reference.time_column)}"
         null += f" or {order} is null"
         count = f"rank() over (partition by {partition} order by {order}) - 1"
-        source = f"from {rows_table} r join {qualified(reference.referrer_table)} t on {on}"
     else:
         count = f"count(*) over (partition by {partition}) - 1"
-        source = f"from {rows_table} r"
-    sql = f"select r.__row, case when {null} then null else {count} end as f0 {source}"
+    keys = ", ".join(f"t.{quote(k)}" for k in space.key_columns)
+    on = " and ".join(f"w.{quote(k)} = r.{quote(k)}" for k in space.key_columns)
+    counted = (
+        f"select {keys}, case when {null} then null else {count} end as f0 "
+        f"from {qualified(reference.referrer_table)} t"
+    )
+    sql = f"select r.__row, w.f0 from {rows_table} r join ({counted}) w on {on}"
     return _placed(fetch_arrow(con, sql), n_rows)
 
 

@@ -65,13 +65,15 @@ def write_fingerprints(con: Connection, spec: Spec, name: str) -> None:
     )
 
 
-def fingerprints_in_row_order(con: Connection, spec: Spec, name: str) -> pa.ChunkedArray:
-    """The fingerprint of each row of `__space_rows`, in its order."""
+def fingerprints_in_row_order(
+    con: Connection, spec: Spec, name: str, source: str = FINGERPRINTS_TABLE
+) -> pa.ChunkedArray:
+    """The fingerprint of each row of `__space_rows`, in its order, from `source` (key
+    columns and `row_fingerprint`)."""
     on = " and ".join(f"f.{quote(k)} = r.{quote(k)}" for k in spec.spaces[name].key_columns)
     return fetch_arrow(
         con,
-        f"select f.{FINGERPRINT} from {ROWS_TABLE} r join {FINGERPRINTS_TABLE} f on {on} "
-        "order by r.__row",
+        f"select f.{FINGERPRINT} from {ROWS_TABLE} r join {source} f on {on} order by r.__row",
     ).column(0)
 
 

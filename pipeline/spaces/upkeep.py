@@ -9,16 +9,25 @@ table are removed from what was written.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from pipeline.spaces.row_fingerprints import FINGERPRINT, FINGERPRINTS_TABLE
+from pipeline.spaces.inputs import SpaceInputs
+from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.row_fingerprints import (
+    FINGERPRINT,
+    FINGERPRINTS_TABLE,
+    fingerprints_in_row_order,
+)
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import ColumnProfile
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
-from pipeline.warehouse.sql import quote
+from pipeline.warehouse.sql import literal, quote
 
 if TYPE_CHECKING:
     from pipeline.spaces.space import Space
@@ -90,21 +99,34 @@ def retrain_reason(
 
 @dataclass
 class RowChanges:
-    """Rows of a space to compute again against what a table holds (after
-    `write_fingerprints`): the changed rows' keys are in the temp table `__changed_rows`."""
+    """What an output table needs to be up to date with a space's rows (after
+    `write_fingerprints`)."""
 
-    changed: int
+    changed: pa.Table
+    """Key columns and `row_fingerprint` of the rows to compute: new, changed, or written by
+    another model version, less those an interrupted run already computed (`pending`)."""
     rows: int
+    """Rows of the space's table now."""
     removed: pa.Table
     """Keys of the rows the table holds that left the space's table."""
-
-    @property
-    def everything(self) -> bool:
-        return self.changed == self.rows
+    pending: int = 0
+    """Rows computed by an interrupted run, still current, waiting to be published."""
+    everything: bool = False
+    """Every current row is computed again: the table is replaced when they are published."""
 
     @property
     def nothing(self) -> bool:
-        return self.changed == 0 and self.removed.num_rows == 0
+        return self.changed.num_rows == 0 and self.removed.num_rows == 0 and self.pending == 0
+
+    def batches(self, rows: int) -> list[pa.Table]:
+        """The changed rows in slices of at most `rows`."""
+        n = self.changed.num_rows
+        return [self.changed.slice(start, rows) for start in range(0, n, rows)]
+
+
+def pending_table(table: str) -> str:
+    """Where computed rows wait until all are done (they survive a killed run)."""
+    return f"_pending_{table}"
 
 
 def row_changes(
@@ -118,36 +140,48 @@ def row_changes(
 ) -> RowChanges:
     """Compare the current fingerprints with output table `table`: a row is changed when it
     is new, its fingerprint differs, or `version_column` is not `version`; every row when
-    the table is missing or holds no fingerprints."""
+    the table is missing or holds no fingerprints. Rows an interrupted run left pending with
+    the same fingerprint and version are kept as done; stale pending rows are dropped."""
     keys = spec.spaces[name].key_columns
     key_sql = ", ".join(f"f.{quote(k)}" for k in keys)
     stored = warehouse.output_table(table)
     columns = table_columns(con, f"{warehouse.output_schema}.{table}")
+    on = " and ".join(f"s.{quote(k)} = f.{quote(k)}" for k in keys)
     if FINGERPRINT not in columns or version_column not in columns:
-        con.execute(
-            f"create or replace temp table {CHANGED_TABLE} as "
-            f"select {key_sql} from {FINGERPRINTS_TABLE} f"
-        )
+        changed_sql = f"select {key_sql}, f.{FINGERPRINT} from {FINGERPRINTS_TABLE} f"
         removed = fetch_arrow(con, _none(keys))
     else:
-        on = " and ".join(f"s.{quote(k)} = f.{quote(k)}" for k in keys)
-        con.execute(
-            f"create or replace temp table {CHANGED_TABLE} as select {key_sql} "
-            f"from {FINGERPRINTS_TABLE} f left join {stored} s on {on} "
-            f"where s.{FINGERPRINT} is distinct from f.{FINGERPRINT} "
-            f"or s.{quote(version_column)} is distinct from ?",
-            [version],
+        changed_sql = (
+            f"select {key_sql}, f.{FINGERPRINT} from {FINGERPRINTS_TABLE} f "
+            f"left join {stored} s on {on} where s.{FINGERPRINT} is distinct from "
+            f"f.{FINGERPRINT} or s.{quote(version_column)} is distinct from {literal(version)}"
         )
         stored_keys = ", ".join(f"s.{quote(k)}" for k in keys)
         removed = fetch_arrow(
             con,
             f"select {stored_keys} from {stored} s anti join {FINGERPRINTS_TABLE} f on {on}",
         )
-    changed, rows = (
-        con.execute(f"select count(*) from {t}").fetchone()[0]
-        for t in (CHANGED_TABLE, FINGERPRINTS_TABLE)
-    )
-    return RowChanges(changed, rows, removed)
+    con.execute(f"create or replace temp table {CHANGED_TABLE} as {changed_sql}")
+    to_compute = f"select * from {CHANGED_TABLE} f"
+    pending = 0
+    if warehouse.table_exists(con, f"{warehouse.output_schema}.{pending_table(table)}"):
+        waiting = warehouse.output_table(pending_table(table))
+        current = (
+            f"s.{FINGERPRINT} = f.{FINGERPRINT} and s.{quote(version_column)} = {literal(version)}"
+        )
+        con.execute(  # computed for rows that changed again since, or by another model
+            f"delete from {waiting} s where not exists (select 1 from {CHANGED_TABLE} f "
+            f"where {on} and {current})"
+        )
+        pending = con.execute(f"select count(*) from {waiting}").fetchone()[0]
+        if pending:
+            to_compute += f" anti join {waiting} s on {on}"
+        else:
+            con.execute(f"drop table {waiting}")
+    changed = fetch_arrow(con, f"{to_compute} order by {', '.join(quote(k) for k in keys)}")
+    rows = con.execute(f"select count(*) from {FINGERPRINTS_TABLE}").fetchone()[0]
+    everything = changed.num_rows + pending == rows
+    return RowChanges(changed, rows, removed, pending, everything)
 
 
 def _none(keys: list[str]) -> str:
@@ -155,19 +189,63 @@ def _none(keys: list[str]) -> str:
     return f"select {', '.join(quote(k) for k in keys)} from {FINGERPRINTS_TABLE} limit 0"
 
 
-def write_rows(
+def stage(warehouse: Warehouse, con: Connection, table: str, rows: pa.Table) -> None:
+    """Append computed rows to the pending table of output table `table` (one transaction:
+    a killed run keeps every batch staged before it)."""
+    target = f"{warehouse.output_schema}.{pending_table(table)}"
+    if warehouse.table_exists(con, target):
+        warehouse.append_rows(con, pending_table(table), rows)
+    else:
+        warehouse.write_table(con, pending_table(table), rows)
+
+
+def publish(
+    warehouse: Warehouse, con: Connection, spec: Spec, name: str, table: str, changes: RowChanges
+) -> None:
+    """In one transaction, bring output table `table` up to date from its pending rows:
+    replaced whole when every row was computed, else the pending rows replace theirs and the
+    removed rows are deleted. Readers see the old table or the new one, never a mix."""
+    keys = spec.spaces[name].key_columns
+    waiting = f"{warehouse.output_schema}.{pending_table(table)}"
+    if not warehouse.table_exists(con, waiting):  # nothing computed: only removals
+        warehouse.delete_rows(con, table, keys, changes.removed)
+        return
+    warehouse.publish_pending(
+        con, table, pending_table(table), keys, changes.removed, replace=changes.everything
+    )
+
+
+BATCH_ROWS = 100_000
+"""Rows read, computed and staged at once by `embed` and `predict` (memory follows it)."""
+BATCH_TABLE = "__batch_rows"
+
+
+def batch_inputs(
     warehouse: Warehouse,
     spec: Spec,
-    name: str,
-    table_name: str,
-    table: pa.Table,
+    space: Space,
     changes: RowChanges,
-) -> None:
-    """Replace the whole output table when every row changed, else merge the changed rows
-    in and delete the removed ones; one transaction either way."""
-    with warehouse.connect() as con:
-        if changes.everything:
-            warehouse.write_table(con, table_name, table)
-        else:
-            keys = spec.spaces[name].key_columns
-            warehouse.merge_rows(con, table_name, table, keys, changes.removed)
+    inputs: SpaceInputs | None = None,
+    read_more: Callable[[Connection], Any] | None = None,
+    clock: Callable[[str], AbstractContextManager] | None = None,
+) -> Iterator[tuple[pa.Table, SpaceInputs, pa.ChunkedArray, Any]]:
+    """The changed rows in batches: (batch, its inputs through the saved codecs, their
+    fingerprints in the inputs' row order, `read_more(con)` with the batch's rows in
+    `__space_rows`). The warehouse is open only while a batch is read. `inputs`: every row,
+    already read (one batch, nothing read again) when every row is to be computed."""
+    timed = clock or (lambda _: contextlib.nullcontext())
+    given = inputs is not None and changes.changed.num_rows == inputs.n_rows
+    for batch in [changes.changed] if given else changes.batches(BATCH_ROWS):
+        with timed("read inputs"), warehouse.connect() as con:
+            con.register(BATCH_TABLE, batch)
+            try:
+                if given:
+                    rows_table_of(con, inputs.keys)
+                    part = inputs
+                else:
+                    part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
+                fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
+                more = read_more(con) if read_more else None
+            finally:
+                con.unregister(BATCH_TABLE)
+        yield batch, part, fingerprints, more

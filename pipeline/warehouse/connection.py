@@ -23,7 +23,6 @@ DatabaseError = duckdb.Error
 """What the database raises (other modules catch this, never a driver's own class)."""
 
 
-
 class WarehouseLockedError(PipelineError):
     """Another process holds the warehouse file's lock longer than we wait."""
 
@@ -128,22 +127,59 @@ class Warehouse:
         finally:
             con.unregister(view)
 
-    def merge_rows(
-        self, con: Connection, name: str, data: pa.Table, keys: list[str], removed: pa.Table
+    def append_rows(self, con: Connection, name: str, data: pa.Table) -> None:
+        """Insert `data` into the existing output table `name` (columns matched by name) in
+        one transaction."""
+        self._transaction(
+            con,
+            {f"__incoming_{name}": data},
+            [f"insert into {self.output_table(name)} by name select * from __incoming_{name}"],
+        )
+
+    def publish_pending(
+        self,
+        con: Connection,
+        name: str,
+        pending: str,
+        keys: list[str],
+        removed: pa.Table,
+        replace: bool,
     ) -> None:
-        """In one transaction, replace the rows of output table `name` that have a key of
-        `data` by `data`'s rows (columns matched by name) and delete those with a key of
-        `removed`: the other rows keep everything they had. The table must exist."""
-        target = self.output_table(name)
+        """In one transaction, move the rows of output table `pending` into output table
+        `name` and drop `pending`: with `replace` (or no table yet) they become the table;
+        otherwise they replace the rows with their keys, and rows with a key of `removed` are
+        deleted; every other row keeps everything it had."""
+        target, source = self.output_table(name), self.output_table(pending)
         on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
-        views = {f"__incoming_{name}": data, f"__removed_{name}": removed}
+        if replace or not self.table_exists(con, f"{self.output_schema}.{name}"):
+            statements = [f"create or replace table {target} as select * from {source}"]
+        else:
+            statements = [
+                f"delete from {target} t using {source} d where {on}",
+                f"delete from {target} t using __removed d where {on}",
+                f"insert into {target} by name select * from {source}",
+            ]
+        self._transaction(con, {"__removed": removed}, [*statements, f"drop table {source}"])
+
+    def delete_rows(self, con: Connection, name: str, keys: list[str], removed: pa.Table) -> None:
+        """Delete the rows of output table `name` whose key is in `removed` (one transaction)."""
+        on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
+        self._transaction(
+            con,
+            {"__removed": removed},
+            [f"delete from {self.output_table(name)} t using __removed d where {on}"],
+        )
+
+    def _transaction(
+        self, con: Connection, views: dict[str, pa.Table], statements: list[str]
+    ) -> None:
         for view, rows in views.items():
             con.register(view, rows)
         try:
             con.execute("begin transaction")
-            for view in views:
-                con.execute(f"delete from {target} t using {quote(view)} d where {on}")
-            con.execute(f"insert into {target} by name select * from {quote(f'__incoming_{name}')}")
+            con.execute(f"create schema if not exists {quote(self.output_schema)}")
+            for statement in statements:
+                con.execute(statement)
             con.execute("commit")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
