@@ -24,16 +24,17 @@ from pipeline.predictors.reads import (
 from pipeline.run_records import record_run
 from pipeline.spaces.hierarchy import read_versions
 from pipeline.spaces.inputs import SpaceInputs
-from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.reads import rows_table_of, sample_rows
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
     write_fingerprints,
 )
-from pipeline.spaces.space import Space
+from pipeline.spaces.space import TRAINING_ROWS, Space
 from pipeline.spaces.training import TrainingResult
 from pipeline.spaces.upkeep import batch_inputs, publish, row_changes, stage
 from pipeline.spec import Spec
 from pipeline.warehouse.connection import Connection
+from pipeline.warehouse.sql import qualified
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,20 @@ def train_target(
 ) -> Predictor:
     """Cross-fit the predictor candidates for `name.target` on the space's embeddings, its
     columns and its child statistics; keep the best (see `pipeline.predictors`). `inputs`:
-    as for `embed`."""
+    the rows the space was trained on (else the same rows are read: every row, or the
+    space's sample of a table of more than `TRAINING_ROWS`)."""
     warehouse = warehouse_of(spec)
     started = dt.datetime.now(dt.UTC)
     space = Space.load(space_folder(spec, name))
     with warehouse.connect() as con:
         kind = target_type(con, spec, name, target)
         if inputs is None:
-            inputs = space.read_inputs(warehouse, con, spec)
+            table = qualified(spec.spaces[name].table)
+            n_rows = con.execute(f"select count(*) from {table}").fetchone()[0]
+            sample = None
+            if n_rows > TRAINING_ROWS:
+                sample = sample_rows(con, spec, name, TRAINING_ROWS, spec.seed)
+            inputs = space.read_inputs(warehouse, con, spec, only=sample)
         else:
             rows_table_of(con, inputs.keys)
         embeddings = stored_embeddings(con, spec, name, space.version)

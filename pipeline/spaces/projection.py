@@ -20,3 +20,16 @@ def principal_axes(embeddings: np.ndarray, k: int) -> np.ndarray:
     axes = vectors[:, np.argsort(values, kind="stable")[::-1][:k]].T
     signs = np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])
     return np.concatenate([mean[None], axes * np.where(signs == 0, 1, signs)[:, None]])
+
+
+def fit_projection(embeddings: np.ndarray) -> np.ndarray:
+    """[4, dim]: mean, then the 3 principal axes of `embeddings` (`principal_axes`). Fewer
+    than 3 directions of variance are padded with the coordinate axes."""
+    x = np.asarray(embeddings, np.float64)
+    x = x[np.isfinite(x).all(axis=1)]  # a diverged model's rows are left out
+    dim = x.shape[1]
+    if len(x) >= 2:
+        fitted = principal_axes(x, min(3, len(x), dim))
+    else:
+        fitted = (x.mean(axis=0) if len(x) else np.zeros(dim))[None]
+    return np.concatenate([fitted, np.eye(dim)[len(fitted) - 1 : 3]])

@@ -58,6 +58,21 @@ def create_rows_table(con: Connection, spec: Spec, name: str, only: str | None =
     )
 
 
+SAMPLE_TABLE = "__sampled_rows"
+
+
+def sample_rows(con: Connection, spec: Spec, name: str, rows: int, seed: int) -> str:
+    """A temp table of the keys of `rows` rows of the space's table, chosen by a hash of the
+    key and `seed` (the same rows for the same data and seed); returns its name."""
+    keys = ", ".join(f"t.{quote(k)}" for k in spec.spaces[name].key_columns)
+    con.execute(
+        f"create or replace temp table {SAMPLE_TABLE} as select {keys} "
+        f"from {qualified(spec.spaces[name].table)} t "
+        f"order by hash({keys}, {int(seed)}), {keys} limit {int(rows)}"
+    )
+    return SAMPLE_TABLE
+
+
 def rows_table_of(con: Connection, keys: pa.Table) -> None:
     """`__space_rows(__row, key...)` from keys already read in row order: a step given the
     inputs another step read joins on the same rows (their keys, not the table's current

@@ -18,11 +18,11 @@ from pipeline.spaces.child_features import ChildStatistics
 from pipeline.spaces.hierarchy import link_name, read_versions
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.model import SpaceModel, gather, token_specs
-from pipeline.spaces.projection import principal_axes
-from pipeline.spaces.reads import read_space_inputs
+from pipeline.spaces.projection import fit_projection
+from pipeline.spaces.reads import read_space_inputs, sample_rows
 from pipeline.spaces.training import TrainingResult, train_space
 from pipeline.spaces.training_plan import space_budget
-from pipeline.spaces.upkeep import profile_summary
+from pipeline.spaces.upkeep import fingerprint, profile_summary
 from pipeline.spec import Spec
 from pipeline.store import model_store
 from pipeline.store.artifacts import json_bytes, load_json, load_weights, short_hash, weights_bytes
@@ -31,6 +31,9 @@ from pipeline.warehouse.connection import Connection, Warehouse, table_columns
 from pipeline.warehouse.sql import qualified, quote
 
 EMBED_BATCH = 1024
+TRAINING_ROWS = 250_000
+"""Rows a space trains on at most: a larger table trains on a sample (memory stays bounded;
+a space's training budget sees fewer rows than that anyway)."""
 PROJECTION_ROWS = 4096
 """Rows whose embeddings fit the 3-d projection."""
 
@@ -86,11 +89,19 @@ class Space:
         profiles: list[ColumnProfile],
     ) -> TrainingData:
         """Everything training reads from the warehouse, read at once so the connection can
-        be closed while the model trains."""
+        be closed while the model trains: every row, or a sample of `TRAINING_ROWS` of a
+        larger table (the same rows for the same data and seed)."""
         read = read_versions(warehouse, con, spec, name)
         as_of = embed_children_as_of(warehouse, con, spec, name)
+        rows = {
+            space: con.execute(f"select count(*) from {qualified(s.table)}").fetchone()[0]
+            for space, s in spec.spaces.items()
+        }
+        sample = None
+        if rows[name] > TRAINING_ROWS:
+            sample = sample_rows(con, spec, name, TRAINING_ROWS, spec.seed)
         inputs = read_space_inputs(
-            warehouse, con, spec, name, profiles=profiles, child_embeddings=as_of
+            warehouse, con, spec, name, profiles=profiles, child_embeddings=as_of, only=sample
         )
         if not token_specs(inputs):
             excluded = ", ".join(f"{p.column} ({p.reason})" for p in profiles if p.excluded)
@@ -104,23 +115,19 @@ class Space:
                 f"space {name}: {spec.spaces[name].table} has {inputs.n_rows} row(s);"
                 " at least 2 are needed to train"
             )
-        rows = {
-            space: con.execute(f"select count(*) from {qualified(s.table)}").fetchone()[0]
-            for space, s in spec.spaces.items()
-        }
         roots = {space for space in spec.spaces if not spec.parents_of(space)}
         return TrainingData(
             inputs,
             read,
             list(table_columns(con, spec.spaces[name].table)),
-            fingerprint(profiles, inputs.n_rows),
+            fingerprint(profiles, rows[name]),
             space_budget(rows, roots, name),
-            profile_summary(profiles, inputs.n_rows),
+            profile_summary(profiles, rows[name]),
         )
 
     @classmethod
     def train(cls, spec: Spec, name: str, data: TrainingData, progress: bool = True) -> Space:
-        """Fit the model on every row of the space's table (codecs are fitted on reading)."""
+        """Fit the model on the rows read (codecs are fitted on reading)."""
         inputs = data.inputs
         model, result = train_space(
             inputs, spec.training, spec.seed, progress=progress, budget_s=data.budget_s
@@ -389,26 +396,3 @@ def embed_children_as_of(
         con.unregister("__as_of_incoming")
         tables[link_name(link)] = quote(name_of_table)
     return tables
-
-
-def fit_projection(embeddings: np.ndarray) -> np.ndarray:
-    """[4, dim]: mean, then the 3 principal axes of `embeddings` (`principal_axes`). Fewer
-    than 3 directions of variance are padded with the coordinate axes."""
-    x = np.asarray(embeddings, np.float64)
-    x = x[np.isfinite(x).all(axis=1)]  # a diverged model's rows are left out
-    dim = x.shape[1]
-    if len(x) >= 2:
-        fitted = principal_axes(x, min(3, len(x), dim))
-    else:
-        fitted = (x.mean(axis=0) if len(x) else np.zeros(dim))[None]
-    return np.concatenate([fitted, np.eye(dim)[len(fitted) - 1 : 3]])
-
-
-def fingerprint(profiles: list[ColumnProfile], n_rows: int) -> str:
-    """What the codecs were fitted on, in short: row count, and each column's type, role,
-    null fraction and distinct count."""
-    parts = [
-        (p.column, p.detected_type, p.role, round(p.null_fraction, 6), p.distinct_count)
-        for p in profiles
-    ]
-    return short_hash(repr((n_rows, sorted(parts))).encode())

@@ -25,6 +25,7 @@ from pipeline.spaces.row_fingerprints import (
     fingerprints_in_row_order,
 )
 from pipeline.spec import Spec
+from pipeline.store.artifacts import short_hash
 from pipeline.understanding.profiling import ColumnProfile
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
 from pipeline.warehouse.sql import literal, quote
@@ -49,6 +50,16 @@ def profile_summary(profiles: list[ColumnProfile], n_rows: int) -> dict:
             if p.is_input
         },
     }
+
+
+def fingerprint(profiles: list[ColumnProfile], n_rows: int) -> str:
+    """What the codecs were fitted on, in short: row count, and each column's type, role,
+    null fraction and distinct count."""
+    parts = [
+        (p.column, p.detected_type, p.role, round(p.null_fraction, 6), p.distinct_count)
+        for p in profiles
+    ]
+    return short_hash(repr((n_rows, sorted(parts))).encode())
 
 
 def drift(trained_on: dict, profiles: list[ColumnProfile], n_rows: int) -> str | None:

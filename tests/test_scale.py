@@ -1,0 +1,115 @@
+"""Bounded memory: a space trains on a fixed-size sample of a large table and embeds every
+row in batches; the sample is the same for the same data and seed."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipeline import predicting, runner
+from pipeline.spaces import space as space_module
+from pipeline.spaces import upkeep
+from pipeline.spaces.reads import sample_rows
+from tests.conftest import FAST_TRAINING, REPO, demo_spec_dict, write_spec
+
+
+def test_a_large_table_trains_on_a_sample_and_embeds_every_row(
+    small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    data = demo_spec_dict(small_demo, tmp_path / "a", training=FAST_TRAINING)
+    data["spaces"] = {k: data["spaces"][k] for k in ("order_items", "products")}
+    spec = write_spec(tmp_path / "s.yaml", data)
+    monkeypatch.setattr(space_module, "TRAINING_ROWS", 60)
+    monkeypatch.setattr(predicting, "TRAINING_ROWS", 60)
+    monkeypatch.setattr(upkeep, "BATCH_ROWS", 70)
+    read = []
+    reader = space_module.read_space_inputs
+
+    def counted(*args, **kwargs):
+        inputs = reader(*args, **kwargs)
+        read.append(inputs.n_rows)
+        return inputs
+
+    monkeypatch.setattr(space_module, "read_space_inputs", counted)
+    summary = runner.run(spec, progress=False)
+    with duckdb.connect(str(small_demo), read_only=True) as con:
+        items = con.execute("select count(*) from main.stg_order_items").fetchone()[0]
+        embedded = con.execute("select count(*) from ml.order_items_embeddings").fetchone()[0]
+    assert items > 150  # the sample is smaller than the table, the batches are several
+    products, sampled, *batches = read  # products fits whole; its embed reuses what it read
+    assert products < 60 and sampled == 60
+    assert batches == [70] * (items // 70) + ([items % 70] if items % 70 else [])
+    assert summary["order_items"]["rows_embedded"] == embedded == items
+    space = space_module.Space.load(runner.space_folder(spec, "order_items"))
+    assert space.trained_on["rows"] == items  # drift is measured against the whole table
+
+    with duckdb.connect(str(small_demo)) as con:
+        first = con.execute(f"from {sample_rows(con, spec, 'order_items', 60, 0)}").fetchall()
+        again = con.execute(f"from {sample_rows(con, spec, 'order_items', 60, 0)}").fetchall()
+        other = con.execute(f"from {sample_rows(con, spec, 'order_items', 60, 1)}").fetchall()
+    assert first == again and len(first) == 60 and set(first) != set(other)
+
+
+@pytest.mark.slow
+def test_a_warehouse_of_200k_rows_runs_under_a_memory_cap(tmp_path: Path):
+    """`python -m pipeline run` on 20k customers <- 200k events in a process whose address
+    space is capped (RLIMIT_AS, 4 GiB, as the issue's budget at scale factor 1)."""
+    warehouse = tmp_path / "w.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create table customers as select range::integer as customer_id, "
+            "'plan' || (range % 4) as plan, (range % 60)::double as age from range(20000)"
+        )
+        con.execute(
+            "create table events as select range::bigint as event_id, "
+            "(hash(range) % 20000)::integer as customer_id, "
+            "['view', 'cart', 'buy'][1 + range % 3] as kind, (hash(range * 7) % 1000)::double "
+            "as amount, timestamp '2026-01-01' + to_seconds(range::bigint * 60) as happened_at "
+            "from range(200000)"
+        )
+    spec = tmp_path / "spaces.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "warehouse": str(warehouse),
+                "artifacts": str(tmp_path / "artifacts"),
+                "training": {"steps": 10},
+                "spaces": {
+                    "customers": {
+                        "table": "main.customers",
+                        "key": "customer_id",
+                        "children": [{"space": "events", "foreign_key": "customer_id"}],
+                    },
+                    "events": {
+                        "table": "main.events",
+                        "key": "event_id",
+                        "time_column": "happened_at",
+                    },
+                },
+            }
+        )
+    )
+    cap = 4 * 1024**3
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--spec", str(spec)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=capped,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from ml.events_embeddings").fetchone()[0] == 200000
+        assert con.execute("select count(*) from ml.customers_neighbours").fetchone()[0] > 0
