@@ -99,6 +99,8 @@ def retrain_reason(
         return "a retrain was asked for"
     if saved is None:
         return "it has no model yet"
+    if not saved.spec_digest:
+        return "its model was saved by a version that did not record its spec section"
     if saved.spec_digest != spec.space_digest(name):
         return f"its section of the spec (spaces.{name}) or the training settings changed"
     stale = sorted(s for s, v in saved.read_versions.items() if current_versions.get(s) != v)
@@ -245,7 +247,7 @@ def batch_inputs(
     `__space_rows`). The warehouse is open only while a batch is read. `inputs`: every row,
     already read (one batch, nothing read again) when every row is to be computed."""
     timed = clock or (lambda _: contextlib.nullcontext())
-    given = inputs is not None and changes.changed.num_rows == inputs.n_rows
+    given = inputs is not None and _same_rows(inputs.keys, changes.changed)
     for batch in [changes.changed] if given else changes.batches(BATCH_ROWS):
         with timed("read inputs"), warehouse.connect() as con:
             con.register(BATCH_TABLE, batch)
@@ -260,3 +262,13 @@ def batch_inputs(
             finally:
                 con.unregister(BATCH_TABLE)
         yield batch, part, fingerprints, more
+
+
+def _same_rows(keys: pa.Table, changed: pa.Table) -> bool:
+    """Whether the changed rows are exactly the rows `keys` names (both in key order)."""
+    if keys.num_rows != changed.num_rows:
+        return False
+    try:
+        return changed.select(keys.column_names).cast(keys.schema).equals(keys)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+        return False

@@ -29,6 +29,10 @@ class WarehouseLockedError(PipelineError):
 
 LOCK_TIMEOUT_S = 60.0
 """How long a step waits for another process's lock on the warehouse before it gives up."""
+MEMORY_LIMIT = "1GB"
+"""DuckDB's memory per connection (its default is 80% of the machine): above it, DuckDB
+evicts table pages it has written and spills joins, aggregates and sorts to disk, so the
+pipeline's memory follows its batches, not the warehouse's size."""
 
 
 class Warehouse:
@@ -61,7 +65,9 @@ class Warehouse:
         started, wait = time.monotonic(), 0.1
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(
+                    str(self.path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT}
+                )
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise
