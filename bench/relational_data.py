@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -680,6 +681,8 @@ def write_warehouse(task: RelationalTask, path: str | Path, hide_test: bool = Tr
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
+    # a fresh warehouse gets fresh models: `run` keeps models that are up to date
+    shutil.rmtree(path.with_name(path.stem + "_artifacts"), ignore_errors=True)
     con = duckdb.connect(str(path))
     try:
         for name, frame in task.tables.items():

@@ -225,6 +225,8 @@ def build_warehouse(
     table is the root's keys and true target (for scoring), and every table's row count."""
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
+    # a fresh warehouse gets fresh models: `run` keeps models that are up to date
+    shutil.rmtree(path.with_name(path.stem + "_artifacts"), ignore_errors=True)
     con = duckdb.connect(str(path))
     try:
         built = WAREHOUSES[name](con, source)
