@@ -8,7 +8,7 @@ scale factor, in one process tree and one session:
 
   (1) sql_aggregates  SQL aggregates + LightGBM on the same warehouse (`warehouse_time`).
   (2) first run       `pipeline.runner.run` in a child process: wall seconds per step, peak
-                      RSS (ru_maxrss of the child).
+                      RSS (VmHWM of the child process).
   (3) second run      the same, on unchanged data: nothing should be trained or embedded.
   (4) changed run     after `o_totalprice` of a seeded 1% of the orders changed: only those
                       orders and the customers owning them should be embedded and scored

@@ -319,7 +319,7 @@ def aggregates_baseline(task: RelationalTask, warehouse: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 
 _CHILD = """
-import inspect, json, resource, sys, time
+import inspect, json, sys, time
 started = time.perf_counter()
 from pipeline import runner
 from pipeline.spec import load_spec
@@ -357,7 +357,9 @@ for step in ("validate", "_train" if hasattr(runner, "_train") else "train", "em
 kwargs = {"progress": False} if "progress" in inspect.signature(runner.run).parameters else {}
 out["summary"] = runner.run(spec, **kwargs)
 out["run_s"] = time.perf_counter() - imported
-out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's own peak; ru_maxrss would carry the parent's peak across the fork
+out["max_rss_mb"] = next(int(line.split()[1]) for line in open("/proc/self/status")
+                         if line.startswith("VmHWM:")) / 1024
 save()
 """
 

@@ -29,14 +29,17 @@ validated on (a run whose validation passed)."""
 
 
 def validation_digests(spec: Spec) -> dict[str, str | None]:
-    """Per space, a digest of its spec section and of the tables validating it reads; None
-    where a table cannot be read (validation names the problem)."""
+    """Per space, a digest of the spec sections and settings validating it reads (its own,
+    its children's and references', the join coverage) and of the tables; None where a
+    table cannot be read (validation names the problem)."""
     warehouse = warehouse_of(spec)
     digests: dict[str, str | None] = {}
     with warehouse.connect() as con:
         for name in spec.training_order():
+            sections = [spec.space_digest(s) for s in [name, *spec.dependencies(name)]]
+            settings = "-".join([*sections, str(spec.min_join_coverage)])
             try:
-                digests[name] = f"{tables_digest(con, spec, name)}-{spec.space_digest(name)}"
+                digests[name] = f"{tables_digest(con, spec, name)}-{settings}"
             except DatabaseError:
                 digests[name] = None
     return digests
@@ -87,6 +90,7 @@ def space_retrain_reason(spec: Spec, name: str, retrain: bool = False) -> str | 
 
 
 def predictor_retrain_reason(spec: Spec, name: str, target: str, retrain: bool) -> str | None:
+    """Why `run` trains the predictor of `name.target` now, None if it keeps it."""
     folder = predictor_folder(spec, name, target)
     if retrain:
         return "a retrain was asked for"
@@ -101,18 +105,21 @@ def predictor_retrain_reason(spec: Spec, name: str, target: str, retrain: bool) 
 
 
 def neighbours_current(spec: Spec, name: str, version: str) -> bool:
-    """Whether `ml.<name>_neighbours` was written from embeddings of `version` (or the space
-    keeps none)."""
-    if not spec.neighbours(name):
+    """Whether `ml.<name>_neighbours` was written from embeddings of `version` with the
+    spec's number of neighbours per row (or the space keeps none)."""
+    k = spec.neighbours(name)
+    if not k:
         return True
     warehouse = warehouse_of(spec)
     table = f"{name}_neighbours"
     with warehouse.connect() as con:
         if not warehouse.table_exists(con, f"{spec.output_schema}.{table}"):
             return False
-        found = con.execute(
-            f"select count(*) filter (where space_version <> ?) from "
+        other, deepest = con.execute(
+            f"select count(*) filter (where space_version <> ?), max(rank) from "
             f"{warehouse.output_table(table)}",
             [version],
-        ).fetchone()[0]
-    return found == 0
+        ).fetchone()
+        rows = con.execute(f"select count(*) from {qualified(spec.spaces[name].table)}")
+        most = min(k, rows.fetchone()[0] - 1)
+    return other == 0 and deepest == most

@@ -207,3 +207,13 @@ def test_embedding_in_batches_resumes_from_the_batches_already_staged(
     )
     tables = _execute(copied_run, "select table_name from information_schema.tables")[0]
     assert ("_pending_customers_embeddings",) not in tables
+
+
+def test_a_new_number_of_neighbours_rewrites_the_table_without_training(copied_run: Spec):
+    data = copied_run.model_dump(mode="json")
+    data["spaces"]["customers"]["neighbours"] = 3
+    spec = write_spec(Path(copied_run.warehouse).parent / "three.yaml", data)
+    summary = runner.run(spec, progress=False)
+    assert all(s["trained"] is None for s in summary.values())
+    (deepest,) = _execute(spec, "select max(rank) from ml.customers_neighbours")[0]
+    assert deepest == (3,)
