@@ -8,13 +8,9 @@ from pathlib import Path
 import duckdb
 
 from pipeline import runner
-from pipeline.understanding.data_quality import (
-    SAMPLE_ROWS,
-    check_space_quality,
-    learn_space_quality,
-    sample_frame,
-)
+from pipeline.understanding.data_quality import check_space_quality, learn_space_quality
 from pipeline.understanding.profiling import ColumnProfile
+from pipeline.understanding.quality_sample import SAMPLE_ROWS, sample_frame
 from tests.conftest import demo_spec_dict, write_spec
 
 

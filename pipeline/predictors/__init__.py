@@ -5,7 +5,8 @@ target) cross-fitted on the same folds, the best kept, calibrated on out-of-fold
 Modules: `targets` (the target in its own values), `features` (what a predictor reads),
 `candidates` (the protocol), `mlp`, `gbdt`, `blend` (the mean of the two tree candidates),
 `fine_tune`, `selection` (folds, cross-fitting,
-choice), `calibration`, `predictor` (the trained predictor, saved without pickle).
+choice), `calibration`, `distance` (how far rows lie from the training rows), `predictor`
+(the trained predictor, saved without pickle).
 """
 
 from pipeline.predictors.features import PredictorFeatures, predictor_features

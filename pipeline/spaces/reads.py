@@ -25,7 +25,7 @@ from pipeline.spaces.inputs import ColumnInput, SpaceInputs
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import ColumnProfile, stored_profiles
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
-from pipeline.warehouse.sql import qualified, quote
+from pipeline.warehouse.sql import lowest_hash_rows, qualified, quote
 from pipeline.warehouse.text_cache import cached_embeddings
 
 ROWS_TABLE = "__space_rows"
@@ -64,11 +64,11 @@ SAMPLE_TABLE = "__sampled_rows"
 def sample_rows(con: Connection, spec: Spec, name: str, rows: int, seed: int) -> str:
     """A temp table of the keys of `rows` rows of the space's table, chosen by a hash of the
     key and `seed` (the same rows for the same data and seed); returns its name."""
-    keys = ", ".join(f"t.{quote(k)}" for k in spec.spaces[name].key_columns)
+    key_columns = spec.spaces[name].key_columns
+    keys = ", ".join(quote(k) for k in key_columns)
     con.execute(
         f"create or replace temp table {SAMPLE_TABLE} as select {keys} "
-        f"from {qualified(spec.spaces[name].table)} t "
-        f"order by hash({keys}, {int(seed)}), {keys} limit {int(rows)}"
+        f"from {qualified(spec.spaces[name].table)} {lowest_hash_rows(key_columns, rows, seed)}"
     )
     return SAMPLE_TABLE
 

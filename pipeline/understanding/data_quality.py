@@ -35,6 +35,7 @@ import pyarrow as pa
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import ColumnProfile
 from pipeline.understanding.quality_page import render_quality_page
+from pipeline.understanding.quality_sample import SAMPLE_ROWS, space_sample
 from pipeline.understanding.quality_sql import (
     LABEL_TYPES,
     exact_check,
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
 MAX_ACCEPTED_VALUES = 20
 NULL_RATE_SLACK = 0.05
-SAMPLE_ROWS = 10_000
-"""The most rows Great Expectations validates per space: memory is bounded by this."""
 ON_TABLE, ON_SAMPLE = "table", "sample"
 log = logging.getLogger(__name__)
 
@@ -85,41 +84,6 @@ def _gx():
 def _content(profiles: list[ColumnProfile]) -> list[ColumnProfile]:
     """The columns the suite bounds beyond the key: the space's inputs and targets."""
     return [p for p in profiles if not p.excluded and p.role in ("input", "target")]
-
-
-def sample_frame(
-    con: Connection,
-    table: str,
-    key_columns: list[str],
-    columns: dict[str, str],
-    rows: int = SAMPLE_ROWS,
-) -> pd.DataFrame:
-    """At most `rows` rows of `table` as pandas, the same ones every time (those whose key
-    hashes lowest), holding only `columns` (name -> SQL expression over the table)."""
-    if rows < 1 or not key_columns or not columns:
-        raise ValueError(
-            f"sample of {table}: need rows >= 1, key columns and columns; got rows={rows}, "
-            f"key_columns={key_columns}, columns={list(columns)}"
-        )
-    keys = ", ".join(quote(k) for k in key_columns)
-    select = ", ".join(f"{sql} as {quote(name)}" for name, sql in columns.items())
-    return con.sql(
-        f"select {select} from {qualified(table)} order by hash({keys}), {keys} limit {rows}"
-    ).df()
-
-
-def _space_sample(
-    con: Connection,
-    spec: Spec,
-    name: str,
-    columns: list[str],
-    profiles: list[ColumnProfile],
-) -> pd.DataFrame:
-    """The space's sample for GX: `columns` read as the suite reads them."""
-    space = spec.spaces[name]
-    by_column = {p.column: p for p in profiles}
-    reads = {c: read_sql(c, by_column.get(c)) for c in columns}
-    return sample_frame(con, space.table, space.key_columns, reads)
 
 
 @dataclass
@@ -245,7 +209,7 @@ def learn_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
     columns = list(dict.fromkeys([*space.key_columns, *(p.column for p in _content(profiles))]))
     with Warehouse(spec.warehouse, spec.output_schema).connect() as con:
         bounds = _learn_bounds(con, space.table, profiles)
-        sample = _space_sample(con, spec, name, columns, profiles)
+        sample = space_sample(con, spec, name, columns, profiles)
     context = _context(gx, spec)
     expectations = list(_expectations(gx, sample, profiles, space.key_columns, bounds))
     # given whole to the suite: `add_expectation` deep-copies the suite's expectations on
@@ -308,7 +272,7 @@ def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
         exact = exact_results(con, space.table, configs, profiles)
         present = table_columns(con, space.table)
         columns = [c for c in _suite_columns(configs, space.key_columns) if c in present]
-        sample = _space_sample(con, spec, name, columns, profiles)
+        sample = space_sample(con, spec, name, columns, profiles)
     sampled = _validate_sample(gx, context, name, suite, sample)
     rows, failed = [], []
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.encoders import column_types
 from pipeline.encoders.base import ColumnType, render
 from pipeline.warehouse.connection import Connection
-from pipeline.warehouse.sql import INTEGER_TYPE, qualified, quote
+from pipeline.warehouse.sql import INTEGER_TYPE, lowest_hash_rows, qualified, quote
 
 SAMPLE_ROWS = 10_000
 CLEAR_SHARE = 0.9
@@ -88,10 +88,9 @@ def _create_sample(
     (the same rows every run: the ones whose key hashes lowest) when it is larger."""
     if rows <= SAMPLE_ROWS:
         return qualified(table)
-    keys = ", ".join(quote(k) for k in key_columns)
     con.execute(
         f"create or replace temp table {SAMPLE_TABLE} as select * from {qualified(table)} "
-        f"order by hash({keys}), {keys} limit {SAMPLE_ROWS}"
+        f"{lowest_hash_rows(key_columns, SAMPLE_ROWS)}"
     )
     return SAMPLE_TABLE
 

@@ -109,34 +109,22 @@ class Warehouse:
         With `replace_where` (a SQL predicate), only the matching rows are replaced and the
         rest of the table is kept; the table is created if it does not exist yet.
         """
-        target = self.output_table(name)
-        view = f"__incoming_{name}"
-        con.register(view, data)
-        try:
-            con.execute("begin transaction")
-            con.execute(f"create schema if not exists {quote(self.output_schema)}")
-            exists = self.table_exists(con, f"{self.output_schema}.{name}")
-            if replace_where and exists:
-                # union by name: rows written by an older layout of the table are kept
-                con.execute(
-                    f"create or replace table {target} as "
-                    f"select * from {target} where not ({replace_where}) "
-                    f"union all by name select * from {quote(view)}"
-                )
-            else:
-                con.execute(f"create or replace table {target} as select * from {quote(view)}")
-            con.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("rollback")
-            raise
-        finally:
-            con.unregister(view)
+        target, view = self.output_table(name), f"__incoming_{name}"
+        if replace_where and self.table_exists(con, f"{self.output_schema}.{name}"):
+            # union by name: rows written by an older layout of the table are kept
+            statement = (
+                f"create or replace table {target} as "
+                f"select * from {target} where not ({replace_where}) "
+                f"union all by name select * from {quote(view)}"
+            )
+        else:
+            statement = f"create or replace table {target} as select * from {quote(view)}"
+        self.transaction(con, {view: data}, [statement])
 
     def append_rows(self, con: Connection, name: str, data: pa.Table) -> None:
         """Insert `data` into the existing output table `name` (columns matched by name) in
         one transaction."""
-        self._transaction(
+        self.transaction(
             con,
             {f"__incoming_{name}": data},
             [f"insert into {self.output_table(name)} by name select * from __incoming_{name}"],
@@ -165,20 +153,25 @@ class Warehouse:
                 f"delete from {target} t using __removed d where {on}",
                 f"insert into {target} by name select * from {source}",
             ]
-        self._transaction(con, {"__removed": removed}, [*statements, f"drop table {source}"])
+        self.transaction(con, {"__removed": removed}, [*statements, f"drop table {source}"])
 
     def delete_rows(self, con: Connection, name: str, keys: list[str], removed: pa.Table) -> None:
         """Delete the rows of output table `name` whose key is in `removed` (one transaction)."""
         on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
-        self._transaction(
+        self.transaction(
             con,
             {"__removed": removed},
             [f"delete from {self.output_table(name)} t using __removed d where {on}"],
         )
 
-    def _transaction(
-        self, con: Connection, views: dict[str, pa.Table], statements: list[str]
+    def transaction(
+        self,
+        con: Connection,
+        views: dict[str, pa.Table | pa.RecordBatchReader],
+        statements: list[str],
     ) -> None:
+        """Run `statements` in one transaction (the output schema created first), with each
+        Arrow table or reader of `views` registered under its name; rolled back on error."""
         for view, rows in views.items():
             con.register(view, rows)
         try:

@@ -56,3 +56,11 @@ def split_table(table: str) -> tuple[str, str]:
     if len(parts) == 1:
         return "main", parts[0]
     return parts[-2], parts[-1]
+
+
+def lowest_hash_rows(key_columns: list[str], rows: int, seed: int | None = None) -> str:
+    """SQL `order by ... limit rows` keeping the `rows` rows whose key (with `seed`) hashes
+    lowest: a deterministic sample, the same rows for the same data."""
+    keys = ", ".join(quote(k) for k in key_columns)
+    hashed = keys if seed is None else f"{keys}, {int(seed)}"
+    return f"order by hash({hashed}), {keys} limit {int(rows)}"

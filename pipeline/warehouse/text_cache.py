@@ -60,21 +60,15 @@ def cached_embeddings(
 
 def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None:
     cache = warehouse.output_table(CACHE_TABLE)
-    con.register("__new_texts", rows)
-    try:
-        con.execute("begin transaction")
-        con.execute(f"create schema if not exists {warehouse.output_schema}")
-        con.execute(
+    warehouse.transaction(
+        con,
+        {"__new_texts": rows},
+        [
             f"create table if not exists {cache} "
-            f"(text varchar, model varchar, embedding float[{TEXT_DIM}])"
-        )
-        con.execute(f"insert into {cache} select * from __new_texts")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("__new_texts")
+            f"(text varchar, model varchar, embedding float[{TEXT_DIM}])",
+            f"insert into {cache} select * from __new_texts",
+        ],
+    )
 
 
 def _vectors(column: pa.ChunkedArray) -> np.ndarray:
