@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	$(BIN)/python -c "from pipeline.warehouse.connection import install_extensions as i; i()"
 	cd sql && ../$(BIN)/dbt parse --quiet --project-dir . --profiles-dir .
 
 demo: setup

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.resources import SpacesResource
+from pipeline.warehouse.connection import Warehouse
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 STAGING_GROUP = "dbt_staging"
@@ -65,7 +66,9 @@ def _dbt_build(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, spaces: SpacesResource
 ) -> Iterator[Any]:
     """`dbt build` (models + tests) of the selected models against the spec's warehouse."""
-    os.environ["WAREHOUSE_PATH"] = str(spaces.load_spec().warehouse)
+    warehouse = Warehouse.of(spaces.load_spec())
+    warehouse.check()  # a wrong setting fails here, named; installs an attached one's extensions
+    os.environ.update(warehouse.backend.dbt_environment())
     yield from dbt.cli(["build"], context=context).stream()
 
 

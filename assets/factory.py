@@ -136,7 +136,7 @@ def _profile_asset(
         current = spaces.load_spec()
         validation = runner.validate_space(current, space)
         metadata = profile_metadata(validation.profiles)
-        facts = table_facts(current.warehouse, current.spaces[space].table)
+        facts = table_facts(current, current.spaces[space].table)
         if facts:
             metadata["table_rows"] = dg.MetadataValue.int(facts[0])
         yield dg.MaterializeResult(metadata=metadata)
@@ -201,8 +201,8 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         current = spaces.load_spec()
         rows = runner.embed(current, space)
         table = f"{current.output_schema}.{space}_embeddings"
-        metadata = output_table_metadata(current.warehouse, table, rows)
-        metadata.update(sphere_metadata(current.warehouse, table))
+        metadata = output_table_metadata(current, table, rows)
+        metadata.update(sphere_metadata(current, table))
         # the version of the model that wrote them: a retrained child marks the spaces that
         # pool its embeddings stale
         version = runner.current_space_version(current, space)
@@ -226,7 +226,7 @@ def _neighbours_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         current = spaces.load_spec()
         rows = runner.neighbours(current, space)
         table = f"{current.output_schema}.{space}_neighbours"
-        return dg.MaterializeResult(metadata=output_table_metadata(current.warehouse, table, rows))
+        return dg.MaterializeResult(metadata=output_table_metadata(current, table, rows))
 
     return neighbours
 
@@ -275,7 +275,7 @@ def _predictions_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefiniti
         rows = runner.predict(current, space, target)
         written = f"{current.output_schema}.{runner.predictions_name(space, target)}"
         return dg.MaterializeResult(
-            metadata=output_table_metadata(current.warehouse, written, rows)
+            metadata=output_table_metadata(current, written, rows)
         )
 
     return predictions

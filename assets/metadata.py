@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -12,10 +11,11 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.reports import markdown_image, mutual_information_png, sphere_png, timeline_png
 from pipeline.spaces.training import TrainingResult
+from pipeline.spec import Spec
 from pipeline.understanding.joins import JoinCheck
 from pipeline.understanding.profiling import ColumnProfile
-from pipeline.warehouse.connection import DatabaseError, Warehouse
-from pipeline.warehouse.sql import qualified, split_table
+from pipeline.warehouse.connection import IN_WAREHOUSE, DatabaseError, Warehouse, table_params
+from pipeline.warehouse.sql import qualified
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | None:
+def table_facts(spec: Spec, table: str) -> tuple[int, dg.TableSchema] | None:
     """Row count and column schema of `schema.table`, from a short read-only connection.
 
     Best effort: None when the file is busy (another process is writing it).
     """
-    schema, name = split_table(table)
     try:
-        con = Warehouse(warehouse, lock_timeout_s=0).open(read_only=True)
+        con = Warehouse.of(spec, lock_timeout_s=0).open(read_only=True)
     except (DatabaseError, PipelineError) as error:
         log.warning("could not read %s for metadata: %s", table, error)
         return None
@@ -44,8 +43,8 @@ def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | Non
         (rows,) = con.execute(f"select count(*) from {qualified(table)}").fetchone()
         columns = con.execute(
             "select column_name, data_type, is_nullable from information_schema.columns "
-            "where table_schema = ? and table_name = ? order by ordinal_position",
-            [schema, name],
+            f"where {IN_WAREHOUSE} order by ordinal_position",
+            table_params(table),
         ).fetchall()
     finally:
         con.close()
@@ -63,7 +62,7 @@ def table_facts(warehouse: Path, table: str) -> tuple[int, dg.TableSchema] | Non
 
 
 def output_table_metadata(
-    warehouse: Path, table: str, written: int
+    spec: Spec, table: str, written: int
 ) -> dict[str, dg.MetadataValue]:
     """Standard table metadata of a table the pipeline brought up to date: name, row count,
     schema, and the rows this materialization wrote (only the changed ones)."""
@@ -71,7 +70,7 @@ def output_table_metadata(
         "dagster/table_name": dg.MetadataValue.text(table),
         "rows_written": dg.MetadataValue.int(written),
     }
-    facts = table_facts(warehouse, table)
+    facts = table_facts(spec, table)
     if facts:
         metadata["dagster/row_count"] = dg.MetadataValue.int(facts[0])
         metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(facts[1])
@@ -175,10 +174,10 @@ def training_metadata(version: str, training: TrainingResult) -> dict[str, dg.Me
     return metadata
 
 
-def sphere_metadata(warehouse: Path, table: str) -> dict[str, dg.MetadataValue]:
+def sphere_metadata(spec: Spec, table: str) -> dict[str, dg.MetadataValue]:
     """The rows' embedding_3d as an inline PNG (best effort, like table_facts)."""
     try:
-        con = Warehouse(warehouse, lock_timeout_s=0).open(read_only=True)
+        con = Warehouse.of(spec, lock_timeout_s=0).open(read_only=True)
     except (DatabaseError, PipelineError) as error:
         log.info("no 3-d plot for %s: %s", table, error)
         return {}

@@ -310,13 +310,14 @@ def build_demo_tables(scale: float = 1.0, seed: int = 0) -> dict[str, pa.Table]:
     }
 
 
-def generate_demo_warehouse(path: str | Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
-    """Write the raw demo tables into schema `raw` of the DuckDB file at `path` (created if
-    missing); returns row counts per table. Tables are replaced in one transaction."""
+def generate_demo_warehouse(
+    path: str | Path, scale: float = 1.0, seed: int = 0, options: dict | None = None
+) -> dict[str, int]:
+    """Write the raw demo tables into schema `raw` of the warehouse at `path` (a DuckDB file,
+    created if missing, or an attach string with its `options`, as `warehouse:` in the spec);
+    returns row counts per table. Tables are replaced in one transaction."""
     tables = build_demo_tables(scale=scale, seed=seed)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with Warehouse(path).connect() as con:
+    with Warehouse(path, options=options).connect() as con:
         con.execute("begin transaction")
         try:
             con.execute("create schema if not exists raw")
@@ -338,11 +339,23 @@ def generate_demo_warehouse(path: str | Path, scale: float = 1.0, seed: int = 0)
 def main(argv: list[str] | None = None) -> None:
     """`python -m pipeline.demo --warehouse warehouse.duckdb --scale 1 --seed 0`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", default="warehouse.duckdb", help="DuckDB file to write")
+    parser.add_argument(
+        "--warehouse",
+        default="warehouse.duckdb",
+        help="DuckDB file to write, or an attach string (ducklake:postgres:..., postgres:...)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ATTACH option of an attached warehouse (e.g. data_path=/lake/data)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 2000 customers")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    counts = generate_demo_warehouse(args.warehouse, scale=args.scale, seed=args.seed)
+    options = dict(option.split("=", 1) for option in args.option)
+    counts = generate_demo_warehouse(args.warehouse, args.scale, args.seed, options)
     for name, count in counts.items():
         print(f"raw.{name:<16} {count:>8} rows")
 

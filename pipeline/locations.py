@@ -11,7 +11,7 @@ from pipeline.warehouse.connection import Warehouse
 
 
 def warehouse_of(spec: Spec) -> Warehouse:
-    return Warehouse(spec.warehouse, spec.output_schema)
+    return Warehouse.of(spec)
 
 
 def space_folder(spec: Spec, name: str) -> Path:

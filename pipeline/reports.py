@@ -81,7 +81,7 @@ def space_report(spec: Spec, name: str, folder: Path) -> dict[str, Path]:
     training = description.get("training") or {}
     timeline_file = model_set / "timeline.json"
     timeline = load_json(timeline_file)["timeline"] if timeline_file.exists() else []
-    with Warehouse(spec.warehouse, spec.output_schema).connect(read_only=True) as con:
+    with Warehouse.of(spec).connect(read_only=True) as con:
         rows = con.execute(
             f'select embedding_3d from "{spec.output_schema}"."{name}_embeddings"'
         ).fetchall()

@@ -66,7 +66,9 @@ def nearest(
             rows = con.execute(
                 f"""
                 with query as (select embedding from {source} q where {match.format(a="q")})
-                select {keys}, array_cosine_similarity(e.embedding, query.embedding) as similarity
+                select {keys},
+                    list_cosine_similarity(e.embedding::float[], query.embedding::float[])
+                    as similarity
                 from {source} e, query
                 where not ({match.format(a="e")})
                 order by similarity desc, {keys} limit {int(k)}

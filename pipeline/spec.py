@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -125,7 +126,11 @@ class SpaceSpec(_Strict):
 class Spec(_Strict):
     """The whole spec. Relative paths are resolved against the spec file's folder."""
 
-    warehouse: Path
+    warehouse: Path | str
+    """A DuckDB file (a Path), or a DuckDB attach string such as `ducklake:postgres:...` or
+    `postgres:...` (kept as written; see `pipeline.warehouse.backends`)."""
+    warehouse_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Options of an attached warehouse's ATTACH (e.g. DuckLake's `data_path`)."""
     output_schema: str = "ml"
     artifacts: Path = Path("artifacts")
     seed: int = 0
@@ -136,6 +141,17 @@ class Spec(_Strict):
     keep_versions: int = Field(default=3, ge=1)
     """Model sets kept per space and predictor (the current one included), for roll-back."""
     spaces: dict[str, SpaceSpec]
+
+    @field_validator("warehouse", mode="before")
+    @classmethod
+    def _path_or_attach(cls, value: object) -> object:
+        if isinstance(value, str) and not _ATTACH.match(value):
+            return Path(value)
+        return value
+
+    @property
+    def warehouse_is_file(self) -> bool:
+        return isinstance(self.warehouse, Path)
 
     def training_order(self) -> list[str]:
         """Spaces bottom-up: every child and referenced space before the space that reads it."""
@@ -188,6 +204,8 @@ class Spec(_Strict):
 
 
 DEFAULT_NEIGHBOURS = 10
+_ATTACH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?![\\/])")
+"""A `scheme:` prefix (not a Windows drive letter): the warehouse is an attach string."""
 
 
 def _digest(data: dict) -> str:
@@ -226,7 +244,7 @@ def parse_spec(data: dict, base_dir: Path | None = None) -> Spec:
         raise SpecError(_yaml_place(first["loc"]), problem, fix) from None
     if base_dir is not None:
         updates = {}
-        if not spec.warehouse.is_absolute():
+        if spec.warehouse_is_file and not spec.warehouse.is_absolute():
             updates["warehouse"] = (base_dir / spec.warehouse).resolve()
         if not spec.artifacts.is_absolute():
             updates["artifacts"] = (base_dir / spec.artifacts).resolve()

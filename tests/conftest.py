@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ from pipeline.demo import generate_demo_warehouse
 from pipeline.predictors import PredictorFeatures, read_target, train_predictor
 from pipeline.spec import Spec, load_spec
 from pipeline.warehouse.connection import fetch_arrow
+from tests.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -47,7 +49,7 @@ def two_spaces_with(change) -> dict:
 
 def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:
     """Run dbt as a subprocess (it must not share our DuckDB connection)."""
-    env = {**os.environ, "WAREHOUSE_PATH": str(warehouse)}
+    env = {**os.environ, "DBT_TARGET": "dev", "WAREHOUSE_PATH": str(warehouse)}
     sql = str(REPO / "sql")
     return subprocess.run(
         [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
@@ -128,6 +130,16 @@ def make_demo_warehouse(folder: Path, scale: float, seed: int = 0) -> Path:
         con.close()
     build_staging(warehouse)
     return warehouse
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for this test session (started on first use)."""
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -66,8 +66,8 @@ def _vectors(batch: pa.RecordBatch | pa.Table, column: str = "embedding") -> np.
     values = batch.column(column)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    width = values.type.list_size
-    return values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32)
+    flat = values.flatten().to_numpy(zero_copy_only=False)  # FLOAT[d] or FLOAT[] (a lake)
+    return flat.reshape(len(values), -1).astype(np.float32)
 
 
 def _read_index(

@@ -207,7 +207,7 @@ def learn_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
     gx = _gx()
     space = spec.spaces[name]
     columns = list(dict.fromkeys([*space.key_columns, *(p.column for p in _content(profiles))]))
-    with Warehouse(spec.warehouse, spec.output_schema).connect() as con:
+    with Warehouse.of(spec).connect() as con:
         bounds = _learn_bounds(con, space.table, profiles)
         sample = space_sample(con, spec, name, columns, profiles)
     context = _context(gx, spec)
@@ -268,7 +268,7 @@ def check_space_quality(spec: Spec, name: str, profiles: list[ColumnProfile]) ->
         return learn_space_quality(spec, name, profiles)
     space = spec.spaces[name]
     configs = [e.configuration for e in suite.expectations]
-    with Warehouse(spec.warehouse, spec.output_schema).connect() as con:
+    with Warehouse.of(spec).connect() as con:
         exact = exact_results(con, space.table, configs, profiles)
         present = table_columns(con, space.table)
         columns = [c for c in _suite_columns(configs, space.key_columns) if c in present]
@@ -357,7 +357,7 @@ RESULTS_SCHEMA = pa.schema(
 
 def _write_results(spec: Spec, name: str, rows: list[dict]) -> Path:
     """Replace the space's rows of `ml.quality_results`, then rewrite the report page."""
-    warehouse = Warehouse(spec.warehouse, spec.output_schema)
+    warehouse = Warehouse.of(spec)
     with warehouse.connect() as con:
         warehouse.write_table(
             con,

@@ -14,7 +14,7 @@ from pipeline.encoders.base import render
 from pipeline.errors import SpecError
 from pipeline.spec import Spec
 from pipeline.understanding.detection import Decision, column_statistics, decide, non_blank
-from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.connection import Connection, table_columns, table_exists
 from pipeline.warehouse.sql import qualified, quote
 
 TARGET_TYPES = ("scalar", "category", "boolean", "ordinal")
@@ -124,12 +124,7 @@ def stored_profiles(con: Connection, spec: Spec, name: str) -> list[ColumnProfil
     stored: list[ColumnProfile] = []
     output_schema = spec.output_schema
     table = f"{quote(output_schema)}.column_profile"
-    exists = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = ? and table_name = 'column_profile'",
-        [output_schema],
-    ).fetchone()[0]
-    if exists:
+    if table_exists(con, f"{output_schema}.column_profile"):
         fields = [f.name for f in dataclasses.fields(ColumnProfile)]
         rows = con.execute(
             f"select {', '.join(quote(f) for f in fields)} from {table} where space = ?", [name]

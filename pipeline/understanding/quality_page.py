@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 
 from pipeline.spec import Spec
-from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.connection import Warehouse, table_exists
 from pipeline.warehouse.sql import literal, quote
 
 PAGE = "report.html"
@@ -51,16 +51,14 @@ def _table(columns: list[str], rows: list[tuple], status_column: str | None = No
 
 def render_quality_page(spec: Spec) -> Path:
     """Write the page for every space from the warehouse's `ml` tables; returns its path."""
-    warehouse = Warehouse(spec.warehouse, spec.output_schema)
+    warehouse = Warehouse.of(spec)
     ml = spec.output_schema
     sections = []
     with warehouse.connect(read_only=True) as con:
         present = {
             name
-            for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ?",
-                [ml],
-            ).fetchall()
+            for name in ("quality_results", "join_report", "column_profile")
+            if table_exists(con, f"{ml}.{name}")
         }
         for space in spec.spaces:
             parts = [f'<section id="space-{html.escape(space)}"><h2>{html.escape(space)}</h2>']
@@ -104,9 +102,9 @@ def render_quality_page(spec: Spec) -> Path:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Data quality: {html.escape(str(spec.warehouse.name))}</title>"
+        f"<title>Data quality: {html.escape(warehouse.name)}</title>"
         f"<style>{STYLE}</style></head><body>"
-        f"<h1>Data quality of {html.escape(str(spec.warehouse.name))}</h1>"
+        f"<h1>Data quality of {html.escape(warehouse.name)}</h1>"
         f"<p>Written {now} from {ml}.quality_results, {ml}.join_report and "
         f"{ml}.column_profile. Expectation counts evaluated on the <i>table</i> are exact (SQL "
         f"over every row); on a <i>sample</i>, they are Great Expectations' over "

@@ -13,7 +13,16 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
-from pipeline.warehouse.sql import quote, split_table
+from pipeline.spec import Spec
+from pipeline.warehouse.backends import (
+    ATTACHED,
+    EXTENSIONS,
+    Backend,
+    WarehouseSettingError,
+    backend_of,
+    extension_file,
+)
+from pipeline.warehouse.sql import literal, quote, table_parts
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +45,44 @@ pipeline's memory follows its batches, not the warehouse's size."""
 
 
 class Warehouse:
-    """A DuckDB file. Connections are opened per operation and always closed; a lock held by
-    another process is waited for, with backoff, up to `lock_timeout_s`."""
+    """The warehouse (`pipeline.warehouse.backends`): a DuckDB file, or a DuckLake or
+    PostgreSQL database attached to an in-memory DuckDB. Connections are opened per
+    operation and always closed. A DuckDB file's lock held by another process is waited for,
+    with backoff, up to `lock_timeout_s`; an attached warehouse has no file lock, and a
+    write that conflicts with another writer's is retried (`transaction`)."""
 
     def __init__(
-        self, path: str | Path, output_schema: str = "ml", lock_timeout_s: float = LOCK_TIMEOUT_S
+        self,
+        location: str | Path,
+        output_schema: str = "ml",
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+        options: dict | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.backend = backend_of(location, options)
         self.output_schema = output_schema
         self.lock_timeout_s = lock_timeout_s
 
+    @classmethod
+    def of(cls, spec: Spec, lock_timeout_s: float = LOCK_TIMEOUT_S) -> Warehouse:
+        """The spec's warehouse (`warehouse:`, `warehouse_options`, `output_schema`)."""
+        return cls(spec.warehouse, spec.output_schema, lock_timeout_s, spec.warehouse_options)
+
+    @property
+    def path(self) -> Path:
+        """The DuckDB file (file backend only)."""
+        return self.backend.path
+
+    @property
+    def name(self) -> str:
+        """A short name for pages and messages: the file's name, else the location."""
+        return self.path.name if self.backend.is_file else self.backend.display
+
+    def __str__(self) -> str:
+        return str(self.path) if self.backend.is_file else self.backend.display
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Connection]:
-        if read_only and not self.path.exists():
-            raise FileNotFoundError(f"warehouse file {self.path} does not exist")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._open(read_only)
+        con = self.open(read_only)
         try:
             yield con
         finally:
@@ -59,15 +90,40 @@ class Warehouse:
 
     def open(self, read_only: bool = False) -> Connection:
         """One connection that the caller closes (`connect` closes it for you)."""
-        return self._open(read_only)
+        if not self.backend.is_file:
+            return self._attach(read_only)
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"warehouse file {self.path} does not exist")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self._open_file(read_only)
 
-    def _open(self, read_only: bool) -> Connection:
+    def check(self) -> None:
+        """Open and close the warehouse once: a wrong setting fails here, before any work."""
+        with self.connect():
+            pass
+
+    def _attach(self, read_only: bool) -> Connection:
+        self.backend.check_settings()
+        con = _duckdb(":memory:")
+        try:
+            for extension in self.backend.extensions:
+                _load_extension(con, extension)
+            con.execute(self.backend.attach_sql(read_only))
+            con.execute(f"use {quote(ATTACHED)}")
+        except duckdb.Error as error:
+            con.close()
+            raise WarehouseSettingError(
+                f"warehouse: cannot attach {self.backend.display}: {_first_line(error)} -> "
+                "check the warehouse: setting (database name, host, port, user) and "
+                "warehouse_options, and that the server is running"
+            ) from None
+        return con
+
+    def _open_file(self, read_only: bool) -> Connection:
         started, wait = time.monotonic(), 0.1
         while True:
             try:
-                return duckdb.connect(
-                    str(self.path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT}
-                )
+                return _duckdb(str(self.path), read_only)
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise
@@ -88,13 +144,7 @@ class Warehouse:
         return f"{quote(self.output_schema)}.{quote(name)}"
 
     def table_exists(self, con: Connection, table: str) -> bool:
-        schema, name = split_table(table)
-        row = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchone()
-        return bool(row and row[0])
+        return table_exists(con, table)
 
     def write_table(
         self,
@@ -171,31 +221,114 @@ class Warehouse:
         statements: list[str],
     ) -> None:
         """Run `statements` in one transaction (the output schema created first), with each
-        Arrow table or reader of `views` registered under its name; rolled back on error."""
+        Arrow table or reader of `views` registered under its name (in the warehouse's types:
+        `stored_select`); rolled back on error. On an attached warehouse, a transaction that
+        conflicts with another writer's is run again (Arrow tables only: a reader is read
+        once), up to `CONFLICT_RETRIES` times with backoff."""
+        replayable = all(isinstance(rows, pa.Table) for rows in views.values())
+        for attempt in range(CONFLICT_RETRIES + 1):
+            registered = self._register(con, views)
+            try:
+                con.execute("begin transaction")
+                con.execute(f"create schema if not exists {quote(self.output_schema)}")
+                for statement in statements:
+                    con.execute(statement)
+                con.execute("commit")
+                return
+            except duckdb.Error as error:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("rollback")
+                if not (replayable and _is_conflict(error) and attempt < CONFLICT_RETRIES):
+                    raise
+                log.info("write conflicted with another writer's; retrying (%s)", error)
+                time.sleep(0.2 * 2**attempt)
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("rollback")
+                raise
+            finally:
+                self._unregister(con, registered)
+
+    def _register(
+        self, con: Connection, views: dict[str, pa.Table | pa.RecordBatchReader]
+    ) -> list[tuple[str, str | None]]:
+        """Register each view; where the backend stores some types differently, the Arrow
+        data go under `<view>__arrow` and `<view>` is a temp view that converts them."""
+        registered = []
         for view, rows in views.items():
-            con.register(view, rows)
-        try:
-            con.execute("begin transaction")
-            con.execute(f"create schema if not exists {quote(self.output_schema)}")
-            for statement in statements:
-                con.execute(statement)
-            con.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("rollback")
-            raise
-        finally:
-            for view in views:
-                con.unregister(view)
+            if self.backend.fixed_arrays and self.backend.maps:
+                con.register(view, rows)
+                registered.append((view, None))
+                continue
+            raw = f"{view}__arrow"
+            con.register(raw, rows)
+            types = con.execute(f"select column_name, column_type from (describe {quote(raw)})")
+            select = stored_select(raw, types.fetchall(), self.backend)
+            con.execute(f"create or replace temp view {quote(view)} as {select}")
+            registered.append((raw, view))
+        return registered
+
+    @staticmethod
+    def _unregister(con: Connection, registered: list[tuple[str, str | None]]) -> None:
+        for raw, view in registered:
+            con.unregister(raw)
+            if view is not None:
+                con.execute(f"drop view if exists temp.main.{quote(view)}")
+
+
+CONFLICT_RETRIES = 5
+"""Times a write that conflicted with another writer's is run again (attached warehouses)."""
+
+
+def _is_conflict(error: duckdb.Error) -> bool:
+    text = str(error).lower()
+    return "conflict" in text or "could not serialize" in text
+
+
+def stored_select(source: str, types: list[tuple[str, str]], backend: Backend) -> str:
+    """`select` of `source` with its columns in types the backend stores: fixed-width arrays
+    as lists (DuckLake and PostgreSQL have no FLOAT[64]), maps as JSON objects (PostgreSQL has
+    no MAP; `to_json(x) ->> 'key'` reads either)."""
+    replaced = []
+    for column, dtype in types:
+        fixed = re.fullmatch(r"(.+)\[\d+\]", dtype)
+        if fixed and not backend.fixed_arrays:
+            replaced.append(f"{quote(column)}::{fixed.group(1)}[] as {quote(column)}")
+        elif dtype.startswith("MAP(") and not backend.maps:
+            replaced.append(f"to_json({quote(column)}) as {quote(column)}")
+    replace = f" replace ({', '.join(replaced)})" if replaced else ""
+    return f"select *{replace} from {quote(source)}"
+
+
+IN_WAREHOUSE = (
+    "table_catalog = current_database() and table_schema = coalesce(?, current_schema()) "
+    "and table_name = ?"
+)
+"""information_schema filter for one table of the warehouse (a bare name: the current schema,
+`main` in a DuckDB file, `public` in PostgreSQL); other attached databases are not looked at."""
+
+
+def table_params(table: str) -> list:
+    """The parameters of `IN_WAREHOUSE` for `schema.table`."""
+    parts = table_parts(table)
+    return [parts[-2] if len(parts) > 1 else None, parts[-1]]
+
+
+def table_exists(con: Connection, table: str) -> bool:
+    """Whether `schema.table` (a table or view) is in the warehouse."""
+    row = con.execute(
+        f"select count(*) from information_schema.tables where {IN_WAREHOUSE}",
+        table_params(table),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def table_columns(con: Connection, table: str) -> dict[str, str]:
     """Column name -> DuckDB type of a table or view, in table order; {} if it does not exist."""
-    schema, name = split_table(table)
     rows = con.execute(
         "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, name],
+        f"where {IN_WAREHOUSE} order by ordinal_position",
+        table_params(table),
     ).fetchall()
     return {column: dtype for column, dtype in rows}
 
@@ -206,3 +339,41 @@ def fetch_arrow(con: Connection, query: str, params: list | None = None) -> pa.T
     if hasattr(result, "to_arrow_table"):
         return result.to_arrow_table()
     return result.fetch_arrow_table()
+
+
+def _duckdb(database: str, read_only: bool = False) -> Connection:
+    """The one place a DuckDB connection is made (`Warehouse.open`)."""
+    return duckdb.connect(database, read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def install_extensions() -> None:
+    """Install the DuckDB extensions of attached warehouses from their PyPI packages (where
+    they are installed), so that dbt and a duckdb shell find them too; `make setup` runs it."""
+    con = _duckdb(":memory:")
+    try:
+        for name in EXTENSIONS:
+            if extension_file(name, duckdb.__version__) is not None:
+                _load_extension(con, name)
+    finally:
+        con.close()
+
+
+def _load_extension(con: Connection, name: str) -> None:
+    """Load a DuckDB extension, installing it first from its PyPI package's file."""
+    try:
+        con.execute(f"load {name}")
+        return
+    except duckdb.Error:
+        pass
+    found = extension_file(name, duckdb.__version__)
+    if found is None:
+        raise WarehouseSettingError(
+            f"warehouse: the DuckDB extension '{name}' is not installed -> pip install "
+            f"duckdb-extension-{name}=={duckdb.__version__} (make setup installs it)"
+        )
+    con.execute(f"install {literal(str(found))}")
+    con.execute(f"load {name}")

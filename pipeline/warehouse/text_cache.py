@@ -60,12 +60,13 @@ def cached_embeddings(
 
 def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None:
     cache = warehouse.output_table(CACHE_TABLE)
+    vector = f"float[{TEXT_DIM}]" if warehouse.backend.fixed_arrays else "float[]"
     warehouse.transaction(
         con,
         {"__new_texts": rows},
         [
             f"create table if not exists {cache} "
-            f"(text varchar, model varchar, embedding float[{TEXT_DIM}])",
+            f"(text varchar, model varchar, embedding {vector})",
             f"insert into {cache} select * from __new_texts",
         ],
     )

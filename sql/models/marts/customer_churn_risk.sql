@@ -43,7 +43,8 @@ final as (
         customers.customer_id,
         customers.plan,
         regions.name as region,
-        map_extract_value(predictions.probabilities, 'true') as churn_probability,
+        -- a MAP in a DuckDB file or a lake, JSON text in PostgreSQL: read either as JSON
+        (predictions.probabilities::json ->> 'true')::double as churn_probability,
         predictions.prediction = 'true' as predicted_churn,
         predictions.confidence,
         predictions.ood_sigma,
