@@ -72,15 +72,16 @@ def _dbt_build(
     yield from dbt.cli(["build"], context=context).stream()
 
 
-def build_dbt_assets() -> list[dg.AssetsDefinition]:
-    """The staging and marts dbt assets (reads the manifest, never the warehouse)."""
+def build_dbt_assets(pool: str | None = "duckdb") -> list[dg.AssetsDefinition]:
+    """The staging and marts dbt assets (reads the manifest, never the warehouse); `pool`:
+    their concurrency pool (a DuckDB file's one writer), None for an attached warehouse."""
     project = dbt_project()
     manifest = _manifest(project)
     common = dict(
         manifest=manifest,
         project=project,
         dagster_dbt_translator=SpacesDbtTranslator(),
-        pool="duckdb",
+        pool=pool,
     )
 
     @dbt_assets(select="path:models/staging", name=STAGING_GROUP, **common)

@@ -36,6 +36,12 @@ from pipeline.warehouse.sql import table_parts
 
 PREFIX = "ml"
 POOL = "duckdb"
+"""Concurrency pool of every asset that writes a DuckDB file warehouse (one writer at a time:
+the file's lock); an attached warehouse (DuckLake, PostgreSQL) has no pool."""
+
+
+def pool_of(spec: Spec) -> str | None:
+    return POOL if spec.warehouse_is_file else None
 
 
 def asset_key(name: str) -> dg.AssetKey:
@@ -127,7 +133,7 @@ def _profile_asset(
                 "rates, ranges, accepted values); links the Data Docs page.",
             ),
         ],
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"Columns, key and joins of space `{space}` ({spec.spaces[space].table}); "
         "writes ml.column_profile and ml.join_report.",
@@ -161,7 +167,7 @@ def _space_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         group_name=space,
         deps=[profile_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
         code_version=spec.space_digest(space),
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"pytorch"},
         description=f"The embedding space of `{space}`: self-supervised model saved under "
         "artifacts; writes ml.training_runs and ml.mutual_information.",
@@ -192,7 +198,7 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         key=embeddings_key(space),
         group_name=space,
         deps=[space_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"{spec.output_schema}.{space}_embeddings: one embedding per current row "
         f"of {spec.spaces[space].table}, from the saved model.",
@@ -216,7 +222,7 @@ def _neighbours_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
         key=neighbours_key(space),
         group_name=space,
         deps=[embeddings_key(space)],
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"{spec.output_schema}.{space}_neighbours: the {spec.neighbours(space)} most "
         f"similar rows of every row of {space} (cosine, through an index of the stored "
@@ -236,7 +242,7 @@ def _predictor_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefinition
         key=predictor_key(space, target),
         group_name=space,
         deps=[embeddings_key(space)],
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"pytorch"},
         description=(
             f"Predictor of {space}.{target}: candidates cross-fitted on the `{space}` "
@@ -265,7 +271,7 @@ def _predictions_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefiniti
         key=predictions_key(space, target),
         group_name=space,
         deps=[predictor_key(space, target), embeddings_key(space)],
-        pool=POOL,
+        pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"{table}: every row of {spec.spaces[space].table} "
         "scored, target known or not.",
@@ -341,7 +347,7 @@ def build_definitions(spec_path: str | Path) -> dg.Definitions:
     """The whole code location for one spec file (read once here, for the graph only)."""
     spec_path = Path(spec_path).resolve()
     spec = load_spec(spec_path)
-    dbt_defs = build_dbt_assets()
+    dbt_defs = build_dbt_assets(pool_of(spec))
     staging_keys = {key.path[-1]: key for key in dbt_defs[0].keys}
     nightly_and_weekly = schedules(spec)
     return dg.Definitions(

@@ -100,8 +100,9 @@ def test_output_tables_keep_their_values_in_each_backend(attached: Warehouse):
 
 
 def test_writers_side_by_side_on_a_lake(postgres, tmp_path: Path):
-    """Four writers at once, each its own connection (as separate processes would be), two of
-    them on the same table: no lock, every write lands, each table whole."""
+    """Four writers at once, each its own connection (as separate processes would be): each
+    merges into its own table, all append to one table and all replace one table whole. No
+    lock, every write lands (a conflicting one is run again), no table is ever a mix."""
     lake = Warehouse(
         f"ducklake:postgres:{postgres.create_database('side_by_side')}",
         options={"data_path": str(tmp_path)},
@@ -117,6 +118,7 @@ def test_writers_side_by_side_on_a_lake(postgres, tmp_path: Path):
                     rows = pa.table({"writer": [writer] * 10, "batch": [batch] * 10})
                     lake.write_table(con, f"own_{writer}", rows, replace_where=f"batch = {batch}")
                     lake.append_rows(con, "shared", rows.select(["writer"]))
+                    lake.write_table(con, "latest", rows)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -131,3 +133,5 @@ def test_writers_side_by_side_on_a_lake(postgres, tmp_path: Path):
             assert con.execute(f"select count(*) from ml.own_{writer}").fetchone()[0] == 50
         counts = con.execute("select writer, count(*) from ml.shared group by 1 order by 1")
         assert counts.fetchall() == [(w, 50) for w in range(4)]
+        latest = con.execute("select count(*), count(distinct writer) from ml.latest")
+        assert latest.fetchone() == (10, 1)

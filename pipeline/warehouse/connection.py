@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -240,8 +241,8 @@ class Warehouse:
                     con.execute("rollback")
                 if not (replayable and _is_conflict(error) and attempt < CONFLICT_RETRIES):
                     raise
-                log.info("write conflicted with another writer's; retrying (%s)", error)
-                time.sleep(0.2 * 2**attempt)
+                log.info("write conflicted with another's (%s); retrying", _first_line(error))
+                time.sleep((0.1 + 0.2 * random.random()) * 2**attempt)  # apart, not in step
             except BaseException:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("rollback")
@@ -276,7 +277,7 @@ class Warehouse:
                 con.execute(f"drop view if exists temp.main.{quote(view)}")
 
 
-CONFLICT_RETRIES = 5
+CONFLICT_RETRIES = 8
 """Times a write that conflicted with another writer's is run again (attached warehouses)."""
 
 
