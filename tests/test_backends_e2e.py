@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 
 from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
+from pipeline.spec import Spec
 from pipeline.warehouse.connection import Warehouse, fetch_arrow
 from tests.conftest import DBT, REPO, demo_spec_dict, write_spec
 
@@ -34,8 +37,8 @@ def _dbt(warehouse: Warehouse, *args: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[dict, pa.Table]:
-    """Demo tables -> dbt staging -> run -> dbt marts; returns the run's summary and what a
+def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[Spec, pa.Table]:
+    """Demo tables -> dbt staging -> run -> dbt marts; returns the spec and what a
     user reads back: embeddings, predictions and the mart, by customer."""
     warehouse = Warehouse(location, options=options)
     generate_demo_warehouse(location, scale=SCALE, seed=0, options=options)
@@ -46,7 +49,7 @@ def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[dict, pa.Ta
     if options:
         data["warehouse_options"] = options
     spec = write_spec(tmp_path / "spaces.yaml", data)
-    summary = runner.run(spec, progress=False)
+    runner.run(spec, progress=False)
     _dbt(warehouse, "build", "--select", "marts")
     with warehouse.connect(read_only=True) as con:
         read = fetch_arrow(
@@ -59,7 +62,36 @@ def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[dict, pa.Ta
         )
     again = runner.run(spec, progress=False)
     assert all(s.get("rows_embedded", 0) == 0 for s in again.values() if "rows_embedded" in s)
-    return summary, read
+    return spec, read
+
+
+def _side_by_side(spec_path: Path, warehouse: Warehouse) -> None:
+    """Two processes train (and embed) two spaces at once while this one keeps writing a
+    raw table: on a lake nobody waits for a lock and every write lands."""
+    runs = "select count(*) from ml.training_runs where space in ('products', 'regions')"
+    with warehouse.connect() as con:
+        before = con.execute(runs).fetchone()[0]
+    command = [sys.executable, "-m", "pipeline", "train", "--spec", str(spec_path)]
+    processes = [
+        subprocess.Popen([*command, "--space", space], cwd=REPO, stderr=subprocess.PIPE)
+        for space in ("products", "regions")
+    ]
+    outside = 0
+    with warehouse.connect() as con:
+        while any(p.poll() is None for p in processes):
+            con.execute(
+                "insert into raw.regions select region_id + 1000 + ?, name, country, timezone "
+                "from raw.regions where region_id < 1000 limit 1",
+                [outside],
+            )
+            outside += 1
+            time.sleep(0.2)
+    for process in processes:
+        assert process.wait() == 0, process.stderr.read().decode()[-3000:]
+    with warehouse.connect(read_only=True) as con:
+        written = con.execute("select count(*) from raw.regions where region_id >= 1000")
+        assert written.fetchone()[0] == outside > 0
+        assert con.execute(runs).fetchone()[0] == before + 2
 
 
 @pytest.mark.slow
@@ -69,7 +101,8 @@ def test_demo_end_to_end_on_each_warehouse(postgres, tmp_path: Path):
     lake_data = tmp_path / "lake" / "data"
     lake_data.mkdir(parents=True)
     lake = f"ducklake:postgres:{postgres.create_database('demo_lake')}"
-    _, on_lake = _demo_run(tmp_path / "lake", lake, {"data_path": str(lake_data)})
+    lake_spec, on_lake = _demo_run(tmp_path / "lake", lake, {"data_path": str(lake_data)})
+    _side_by_side(tmp_path / "lake" / "spaces.yaml", Warehouse.of(lake_spec))
     (tmp_path / "pg").mkdir()
     _, on_postgres = _demo_run(tmp_path / "pg", f"postgres:{postgres.create_database('demo')}", {})
 
