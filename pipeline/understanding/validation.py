@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pipeline.errors import DataError, SpecError
 from pipeline.spec import Spec
-from pipeline.warehouse.connection import Connection, table_columns
+from pipeline.warehouse.connection import Connection, Warehouse, table_columns
 from pipeline.warehouse.sql import qualified, quote
 
 
@@ -17,7 +17,7 @@ def check_space_columns(con: Connection, spec: Spec, name: str) -> None:
     if not columns:
         raise SpecError(
             f"{place}.table",
-            f"table or view '{space.table}' not found in {spec.warehouse}",
+            f"table or view '{space.table}' not found in {Warehouse.of(spec)}",
             "check the schema.table name or run the dbt models that build it",
         )
 

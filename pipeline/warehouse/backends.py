@@ -156,3 +156,32 @@ def extension_file(name: str, duckdb_version: str) -> Path | None:
     folder = Path(next(iter(spec.submodule_search_locations)))
     found = folder / "extensions" / f"v{duckdb_version}" / f"{name}.duckdb_extension"
     return found if found.exists() else None
+
+
+CONFLICT_RETRIES = 8
+"""Times a write that conflicted with another writer's is run again (attached warehouses)."""
+
+
+def is_conflict(message: str) -> bool:
+    """Whether an error (its message) says another writer's commit made this one fail: worth
+    running the transaction again."""
+    text = message.lower()
+    return any(
+        sign in text
+        for sign in ("conflict", "could not serialize", "failed to commit ducklake transaction")
+    )
+
+
+def stored_select(source: str, types: list[tuple[str, str]], backend: Backend) -> str:
+    """`select` of `source` with its columns in types the backend stores: fixed-width arrays
+    as lists (DuckLake and PostgreSQL have no FLOAT[64]), maps as JSON objects (PostgreSQL has
+    no MAP; `x::json ->> 'key'` reads either)."""
+    replaced = []
+    for column, dtype in types:
+        fixed = re.fullmatch(r"(.+)\[\d+\]", dtype)
+        if fixed and not backend.fixed_arrays:
+            replaced.append(f"{quote(column)}::{fixed.group(1)}[] as {quote(column)}")
+        elif dtype.startswith("MAP(") and not backend.maps:
+            replaced.append(f"to_json({quote(column)}) as {quote(column)}")
+    replace = f" replace ({', '.join(replaced)})" if replaced else ""
+    return f"select *{replace} from {quote(source)}"

@@ -19,11 +19,13 @@ from pipeline.errors import PipelineError
 from pipeline.spec import Spec
 from pipeline.warehouse.backends import (
     ATTACHED,
+    CONFLICT_RETRIES,
     EXTENSIONS,
-    Backend,
     WarehouseSettingError,
     backend_of,
     extension_file,
+    is_conflict,
+    stored_select,
 )
 from pipeline.warehouse.sql import literal, quote, table_parts
 
@@ -247,7 +249,7 @@ class Warehouse:
         views: dict[str, pa.Table | pa.RecordBatchReader],
         statements: list[str],
     ) -> None:
-        """Run `statements` in one transaction (the output schema created first), with each
+        """Run `statements` in one transaction (the output schema created if missing), with each
         Arrow table or reader of `views` registered under its name (in the warehouse's types:
         `stored_select`); rolled back on error. On an attached warehouse, a transaction that
         conflicts with another writer's is run again (Arrow tables only: a reader is read
@@ -271,7 +273,7 @@ class Warehouse:
             except duckdb.Error as error:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("rollback")
-                if not (replayable and _is_conflict(error) and attempt < CONFLICT_RETRIES):
+                if not (replayable and is_conflict(str(error)) and attempt < CONFLICT_RETRIES):
                     raise
                 log.info("write conflicted with another's (%s); retrying", _first_line(error))
                 time.sleep((0.1 + 0.2 * random.random()) * 2**attempt)  # apart, not in step
@@ -307,34 +309,6 @@ class Warehouse:
             con.unregister(raw)
             if view is not None:
                 con.execute(f"drop view if exists temp.main.{quote(view)}")
-
-
-CONFLICT_RETRIES = 8
-"""Times a write that conflicted with another writer's is run again (attached warehouses)."""
-
-
-def _is_conflict(error: duckdb.Error) -> bool:
-    """Whether another writer's commit made this one fail (worth running it again)."""
-    text = str(error).lower()
-    return any(
-        sign in text
-        for sign in ("conflict", "could not serialize", "failed to commit ducklake transaction")
-    )
-
-
-def stored_select(source: str, types: list[tuple[str, str]], backend: Backend) -> str:
-    """`select` of `source` with its columns in types the backend stores: fixed-width arrays
-    as lists (DuckLake and PostgreSQL have no FLOAT[64]), maps as JSON objects (PostgreSQL has
-    no MAP; `to_json(x) ->> 'key'` reads either)."""
-    replaced = []
-    for column, dtype in types:
-        fixed = re.fullmatch(r"(.+)\[\d+\]", dtype)
-        if fixed and not backend.fixed_arrays:
-            replaced.append(f"{quote(column)}::{fixed.group(1)}[] as {quote(column)}")
-        elif dtype.startswith("MAP(") and not backend.maps:
-            replaced.append(f"to_json({quote(column)}) as {quote(column)}")
-    replace = f" replace ({', '.join(replaced)})" if replaced else ""
-    return f"select *{replace} from {quote(source)}"
 
 
 IN_WAREHOUSE = (

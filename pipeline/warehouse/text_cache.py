@@ -17,9 +17,7 @@ CACHE_TABLE = "text_embedding_cache"
 log = logging.getLogger(__name__)
 
 
-def cached_embeddings(
-    warehouse: Warehouse, con: Connection, texts: list[str]
-) -> np.ndarray:
+def cached_embeddings(warehouse: Warehouse, con: Connection, texts: list[str]) -> np.ndarray:
     """Embeddings of `texts` (in order), computing only the values not cached yet."""
     distinct = sorted(set(texts))
     if not distinct:
@@ -65,8 +63,7 @@ def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None
         con,
         {"__new_texts": rows},
         [
-            f"create table if not exists {cache} "
-            f"(text varchar, model varchar, embedding {vector})",
+            f"create table if not exists {cache} (text varchar, model varchar, embedding {vector})",
             f"insert into {cache} select * from __new_texts",
         ],
     )
