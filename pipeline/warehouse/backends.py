@@ -65,6 +65,13 @@ class Backend:
         return self.kind != POSTGRES
 
     @property
+    def refresh_sql(self) -> str | None:
+        """What a new connection runs to see schemas and tables other processes made since
+        the instance attached (the postgres extension caches PostgreSQL's catalog; a lake's
+        transactions read its latest snapshot anyway)."""
+        return "select * from pg_clear_cache()" if self.kind == POSTGRES else None
+
+    @property
     def extensions(self) -> list[str]:
         """DuckDB extensions ATTACH needs (in load order)."""
         if self.kind == POSTGRES:

@@ -126,6 +126,8 @@ class Warehouse:
         con = instance.cursor()
         try:
             con.execute(f"use {quote(ATTACHED)}")
+            if self.backend.refresh_sql:  # dbt or another process may have made tables
+                con.execute(self.backend.refresh_sql)
         except duckdb.Error:  # the instance broke (e.g. the server restarted): a new one
             con.close()
             with _INSTANCES_LOCK:
