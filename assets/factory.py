@@ -44,6 +44,25 @@ def pool_of(spec: Spec) -> str | None:
     return POOL if spec.warehouse_is_file else None
 
 
+def partitions_of(spec: Spec) -> dg.StaticPartitionsDefinition | None:
+    """The slices of every space's rows (`partitions:` in the spec, by a hash of the key) as
+    Dagster partitions of the embeddings and predictions; None when unpartitioned."""
+    if spec.partitions <= 1:
+        return None
+    return dg.StaticPartitionsDefinition([str(i) for i in range(spec.partitions)])
+
+
+def _partition(context: dg.AssetExecutionContext) -> int | None:
+    return int(context.partition_key) if context.has_partition_key else None
+
+
+def _every_partition(spec: Spec, key: dg.AssetKey) -> dg.AssetDep:
+    """A dependency on every slice of a partitioned asset (a parent's slice pools the
+    children of its rows, wherever their own keys hash to)."""
+    mapping = dg.AllPartitionMapping() if partitions_of(spec) else None
+    return dg.AssetDep(key, partition_mapping=mapping)
+
+
 def asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([PREFIX, name])
 
@@ -197,15 +216,21 @@ def _embeddings_asset(spec: Spec, space: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=embeddings_key(space),
         group_name=space,
-        deps=[space_key(space), *(embeddings_key(d) for d in spec.dependencies(space))],
+        deps=[
+            space_key(space),
+            *(_every_partition(spec, embeddings_key(d)) for d in spec.dependencies(space)),
+        ],
+        partitions_def=partitions_of(spec),
         pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"{spec.output_schema}.{space}_embeddings: one embedding per current row "
         f"of {spec.spaces[space].table}, from the saved model.",
     )
-    def embeddings(spaces: SpacesResource) -> dg.MaterializeResult:
+    def embeddings(
+        context: dg.AssetExecutionContext, spaces: SpacesResource
+    ) -> dg.MaterializeResult:
         current = spaces.load_spec()
-        rows = runner.embed(current, space)
+        rows = runner.embed(current, space, partition=_partition(context))
         table = f"{current.output_schema}.{space}_embeddings"
         metadata = output_table_metadata(current, table, rows)
         metadata.update(sphere_metadata(current, table))
@@ -271,18 +296,19 @@ def _predictions_asset(spec: Spec, space: str, target: str) -> dg.AssetsDefiniti
         key=predictions_key(space, target),
         group_name=space,
         deps=[predictor_key(space, target), embeddings_key(space)],
+        partitions_def=partitions_of(spec),
         pool=pool_of(spec),
         kinds={"duckdb"},
         description=f"{table}: every row of {spec.spaces[space].table} "
         "scored, target known or not.",
     )
-    def predictions(spaces: SpacesResource) -> dg.MaterializeResult:
+    def predictions(
+        context: dg.AssetExecutionContext, spaces: SpacesResource
+    ) -> dg.MaterializeResult:
         current = spaces.load_spec()
-        rows = runner.predict(current, space, target)
+        rows = runner.predict(current, space, target, partition=_partition(context))
         written = f"{current.output_schema}.{runner.predictions_name(space, target)}"
-        return dg.MaterializeResult(
-            metadata=output_table_metadata(current, written, rows)
-        )
+        return dg.MaterializeResult(metadata=output_table_metadata(current, written, rows))
 
     return predictions
 
@@ -319,11 +345,7 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
     bring_up_to_date = dg.define_asset_job(
         "bring_up_to_date",
         selection=dg.AssetSelection.all(),
-        config={
-            "ops": {
-                "__".join(key.path): {"config": {"retrain": False}} for key in models
-            }
-        },
+        config={"ops": {"__".join(key.path): {"config": {"retrain": False}} for key in models}},
         description="Profile and check every space's joins (blocking); train the spaces and "
         "predictors whose model is missing, whose spec changed or whose inputs drifted; "
         "embed and score the rows that changed; rebuild the marts.",
@@ -333,6 +355,8 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
         selection=dg.AssetSelection.all(),
         description="dbt staging, validation, every space and predictor retrained, marts.",
     )
+    if partitions_of(spec):
+        return []  # a partitioned graph is brought up to date by a backfill (README)
     return [
         dg.ScheduleDefinition(
             name="nightly_bring_up_to_date", job=bring_up_to_date, cron_schedule="0 2 * * *"
@@ -355,5 +379,6 @@ def build_definitions(spec_path: str | Path) -> dg.Definitions:
         jobs=[schedule.job for schedule in nightly_and_weekly],
         schedules=nightly_and_weekly,
         resources={"spaces": SpacesResource(spec_path=str(spec_path)), "dbt": dbt_resource()},
-        executor=dg.in_process_executor,
+        # a DuckDB file has one writer; an attached warehouse runs independent steps at once
+        executor=dg.in_process_executor if spec.warehouse_is_file else dg.multiprocess_executor,
     )

@@ -61,9 +61,7 @@ def table_facts(spec: Spec, table: str) -> tuple[int, dg.TableSchema] | None:
     return int(rows), column_schema
 
 
-def output_table_metadata(
-    spec: Spec, table: str, written: int
-) -> dict[str, dg.MetadataValue]:
+def output_table_metadata(spec: Spec, table: str, written: int) -> dict[str, dg.MetadataValue]:
     """Standard table metadata of a table the pipeline brought up to date: name, row count,
     schema, and the rows this materialization wrote (only the changed ones)."""
     metadata = {

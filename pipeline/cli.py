@@ -48,12 +48,12 @@ def _train(spec: Spec, args: argparse.Namespace) -> None:
 
 def _embed(spec: Spec, args: argparse.Namespace) -> None:
     for name in _spaces(spec, args.space):
-        _embed_one(spec, name)
+        _embed_one(spec, name, args.partition)
 
 
-def _embed_one(spec: Spec, name: str) -> None:
-    print(f"{name}: {runner.embed(spec, name)} rows embedded")
-    if spec.neighbours(name):
+def _embed_one(spec: Spec, name: str, partition: int | None = None) -> None:
+    print(f"{name}: {runner.embed(spec, name, partition=partition)} rows embedded")
+    if spec.neighbours(name) and partition is None:  # a partition leaves them to the whole
         print(f"{name}: {runner.neighbours(spec, name)} neighbour rows written")
 
 
@@ -62,7 +62,8 @@ def _predict(spec: Spec, args: argparse.Namespace) -> None:
         for target in spec.spaces[name].targets:
             if args.retrain:
                 runner.train_target(spec, name, target)
-            print(f"{name}.{target}: {runner.predict(spec, name, target)} rows predicted")
+            rows = runner.predict(spec, name, target, partition=args.partition)
+            print(f"{name}.{target}: {rows} rows predicted")
 
 
 def _search(spec: Spec, args: argparse.Namespace) -> None:
@@ -133,6 +134,13 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":
             command.add_argument("--retrain", action="store_true", help="retrain predictors")
+        if name in ("embed", "predict"):
+            command.add_argument(
+                "--partition",
+                type=int,
+                help="only this slice of the rows (0 to partitions - 1 of the spec), beside "
+                "other processes or machines doing the others",
+            )
         if name == "run":
             command.add_argument(
                 "--retrain",

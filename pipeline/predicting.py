@@ -31,7 +31,7 @@ from pipeline.spaces.row_fingerprints import (
 )
 from pipeline.spaces.space import TRAINING_ROWS, Space
 from pipeline.spaces.training import TrainingResult
-from pipeline.spaces.upkeep import batch_inputs, publish, row_changes, stage
+from pipeline.spaces.upkeep import batch_inputs, partition_of, publish, row_changes, stage
 from pipeline.spec import Spec
 from pipeline.warehouse.connection import Connection
 from pipeline.warehouse.sql import qualified
@@ -118,6 +118,7 @@ def predict(
     clock: Stopwatch | None = None,
     just_embedded: bool = False,
     inputs: SpaceInputs | None = None,
+    partition: int | None = None,
 ) -> int:
     """Bring the predictions table up to date: score the rows (target known or not) that are
     new, whose fingerprint changed or that another predictor version scored, remove rows that
@@ -125,7 +126,7 @@ def predict(
     `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
     build table, write). `just_embedded`: `embed` has just written every row's embedding
     from the same inputs (as in `run`), so they are read instead of computed again.
-    `inputs`: as for `embed`."""
+    `inputs`, `partition`: as for `embed`."""
     clock = clock or Stopwatch()
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
@@ -137,11 +138,12 @@ def predict(
         )
     warehouse = warehouse_of(spec)
     table_name = predictions_name(name, target)
+    slice_ = partition_of(spec, partition)
     with clock("read inputs"), warehouse.connect() as con:
         space.check_read_versions(read_versions(warehouse, con, spec, name))  # stale: refused
         write_fingerprints(con, spec, name)
         changes = row_changes(
-            warehouse, con, spec, name, table_name, "predictor_version", predictor.version
+            warehouse, con, spec, name, table_name, "predictor_version", predictor.version, slice_
         )
     if changes.nothing:
         log.info("predictor %s.%s: every row's prediction is up to date", name, target)
@@ -181,7 +183,7 @@ def predict(
             )
             table = table.append_column(FINGERPRINT, fingerprints)
         with clock("write"), warehouse.connect() as con:
-            stage(warehouse, con, table_name, table)
+            stage(warehouse, con, table_name, table, slice_)
         written += batch.num_rows
     with clock("write"), warehouse.connect() as con:
         publish(warehouse, con, spec, name, table_name, changes)

@@ -39,7 +39,7 @@ from pipeline.spaces.row_fingerprints import (
     write_fingerprints,
 )
 from pipeline.spaces.space import Space
-from pipeline.spaces.upkeep import batch_inputs, publish, row_changes, stage
+from pipeline.spaces.upkeep import batch_inputs, partition_of, publish, row_changes, stage
 from pipeline.spec import Spec
 from pipeline.understanding.data_quality import (
     learn_space_quality,
@@ -136,22 +136,26 @@ def _train(spec: Spec, name: str, progress: bool = True) -> tuple[Space, SpaceIn
     return space, data.inputs
 
 
-def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
+def embed(
+    spec: Spec, name: str, inputs: SpaceInputs | None = None, partition: int | None = None
+) -> int:
     """Bring `ml.<name>_embeddings` up to date with the saved model: embed the rows that are
     new, whose fingerprint changed (their columns, children or references) or that another
     model version embedded, `BATCH_ROWS` at a time, each batch staged as it is done; then
     publish them in one transaction, removing rows that left the table and keeping the rest
     as they are (their `embedded_at` too). A killed run's staged batches are not redone.
     Returns the rows embedded. `inputs`: every row as `Space.read_inputs` gave them for the
-    current model (else each batch is read)."""
+    current model (else each batch is read). `partition`: only the rows of that slice of
+    `spec.partitions` (`upkeep.Partition`), published beside the other slices' rows."""
     space = Space.load(space_folder(spec, name))
+    slice_ = partition_of(spec, partition)
     warehouse = warehouse_of(spec)
     table_name = f"{name}_embeddings"
     with warehouse.connect() as con:
         space.check_read_versions(read_versions(warehouse, con, spec, name))  # stale: refused
         write_fingerprints(con, spec, name)
         changes = row_changes(
-            warehouse, con, spec, name, table_name, "space_version", space.version
+            warehouse, con, spec, name, table_name, "space_version", space.version, slice_
         )
     if changes.nothing:
         log.info("space %s: every row's embedding is up to date", name)
@@ -169,7 +173,7 @@ def embed(spec: Spec, name: str, inputs: SpaceInputs | None = None) -> int:
             )
         table = space.embeddings_table(part, embeddings).append_column(FINGERPRINT, fingerprints)
         with warehouse.connect() as con:
-            stage(warehouse, con, table_name, table)
+            stage(warehouse, con, table_name, table, slice_)
         written += batch.num_rows
     with warehouse.connect() as con:
         publish(warehouse, con, spec, name, table_name, changes)

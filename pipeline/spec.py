@@ -138,6 +138,9 @@ class Spec(_Strict):
     """Child-side coverage below which a join stops training; by default only a join that no
     child row satisfies stops it (filtered parent views are common), lower coverage warns."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    partitions: int = Field(default=1, ge=1, le=1024)
+    """Slices of every space's rows (by a hash of the key) that Dagster embeds and scores as
+    partitions, side by side; 1: unpartitioned."""
     keep_versions: int = Field(default=3, ge=1)
     """Model sets kept per space and predictor (the current one included), for roll-back."""
     spaces: dict[str, SpaceSpec]
@@ -210,6 +213,7 @@ _ATTACH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?![\\/])")
 
 def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
 
 REMOVED_KEYS = {
     "p_mask": "delete it: masking is the complementary halves of every row, not a per-column rate",

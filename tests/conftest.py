@@ -18,7 +18,7 @@ from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
 from pipeline.predictors import PredictorFeatures, read_target, train_predictor
 from pipeline.spec import Spec, load_spec
-from pipeline.warehouse.connection import fetch_arrow
+from pipeline.warehouse.connection import Warehouse, fetch_arrow
 from tests.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,6 +58,20 @@ def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:
         text=True,
         check=False,
     )
+
+
+def dbt_on(warehouse: Warehouse, *args: str) -> None:
+    """Run dbt against any warehouse (file, lake, PostgreSQL) as Dagster would; must pass."""
+    sql = str(REPO / "sql")
+    env = {**os.environ, **warehouse.backend.dbt_environment()}
+    result = subprocess.run(
+        [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def build_staging(warehouse: Path) -> None:

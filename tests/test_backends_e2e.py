@@ -4,7 +4,6 @@ real. The same data and seed give the same embeddings and predictions on all thr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,23 +17,10 @@ from pipeline import runner
 from pipeline.demo import generate_demo_warehouse
 from pipeline.spec import Spec
 from pipeline.warehouse.connection import Warehouse, fetch_arrow
-from tests.conftest import DBT, REPO, demo_spec_dict, write_spec
+from tests.conftest import REPO, dbt_on, demo_spec_dict, write_spec
 
 SCALE = 0.05
 UNLABELLED = "update raw.customers set churned = null where customer_id % 25 = 0"
-
-
-def _dbt(warehouse: Warehouse, *args: str) -> None:
-    sql = str(REPO / "sql")
-    env = {**os.environ, **warehouse.backend.dbt_environment()}
-    result = subprocess.run(
-        [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[Spec, pa.Table]:
@@ -44,13 +30,13 @@ def _demo_run(tmp_path: Path, location: str, options: dict) -> tuple[Spec, pa.Ta
     generate_demo_warehouse(location, scale=SCALE, seed=0, options=options)
     with warehouse.connect() as con:
         con.execute(UNLABELLED)
-    _dbt(warehouse, "run", "--select", "staging")
+    dbt_on(warehouse, "run", "--select", "staging")
     data = demo_spec_dict(location, tmp_path / "artifacts")
     if options:
         data["warehouse_options"] = options
     spec = write_spec(tmp_path / "spaces.yaml", data)
     runner.run(spec, progress=False)
-    _dbt(warehouse, "build", "--select", "marts")
+    dbt_on(warehouse, "build", "--select", "marts")
     with warehouse.connect(read_only=True) as con:
         read = fetch_arrow(
             con,

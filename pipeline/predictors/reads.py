@@ -19,9 +19,7 @@ from pipeline.warehouse.connection import Connection, fetch_arrow
 from pipeline.warehouse.sql import quote
 
 
-def stored_embeddings(
-    con: Connection, spec: Spec, name: str, version: str
-) -> np.ndarray:
+def stored_embeddings(con: Connection, spec: Spec, name: str, version: str) -> np.ndarray:
     """The stored embeddings of a space, in key order; every row must have one, embedded by
     the space's current `version`."""
     keys = spec.spaces[name].key_columns
@@ -43,9 +41,7 @@ def stored_embeddings(
     return flat.astype(np.float32).reshape(len(table), -1)
 
 
-def target_column(
-    con: Connection, spec: Spec, name: str, target: str
-) -> pa.ChunkedArray:
+def target_column(con: Connection, spec: Spec, name: str, target: str) -> pa.ChunkedArray:
     """The target column as stored (its own type), in row order."""
     return read_in_row_order(con, spec, name, f"t.{quote(target)}").column(0)
 

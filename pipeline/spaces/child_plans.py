@@ -249,9 +249,7 @@ def _plan_link(
     )
 
 
-def _plan_column(
-    con: Connection, table: str, profile: ColumnProfile
-) -> ColumnPlan | None:
+def _plan_column(con: Connection, table: str, profile: ColumnProfile) -> ColumnPlan | None:
     kind = {"scalar": "number", "timestamp": "time"}.get(profile.detected_type)
     if profile.detected_type in LABEL_TYPES and profile.distinct_count <= MAX_LABEL_DISTINCT:
         kind = "label"

@@ -35,9 +35,7 @@ def link_name(link: ChildSpec) -> str:
     return f"{link.space}({', '.join(link.foreign_key_columns)})"
 
 
-def read_versions(
-    warehouse: Warehouse, con: Connection, spec: Spec, name: str
-) -> dict[str, str]:
+def read_versions(warehouse: Warehouse, con: Connection, spec: Spec, name: str) -> dict[str, str]:
     """The space version of the embeddings each child and referenced space of `name` holds
     now (several versions are joined with '+'; a table not written yet is left out)."""
     space = spec.spaces[name]

@@ -46,7 +46,6 @@ class Reference:
         return self.embeddings.shape[1]
 
 
-
 @dataclass
 class ColumnInput:
     """One input column of a space, encoded for the model."""
@@ -98,5 +97,3 @@ class SpaceInputs:
         first = [n.split("/", 1)[0] for n in self.statistics.names]
         groups = [(g, np.flatnonzero([f == g for f in first])) for g in self.statistics.groups()]
         return [(g, indices) for g, indices in groups if len(indices)]
-
-

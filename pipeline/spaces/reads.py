@@ -31,8 +31,6 @@ from pipeline.warehouse.text_cache import cached_embeddings
 ROWS_TABLE = "__space_rows"
 
 
-
-
 def _select_expression(column: str, type_name: str) -> str:
     return render(column_type(type_name).read_sql, column=quote(column))
 
@@ -85,9 +83,7 @@ def rows_table_of(con: Connection, keys: pa.Table) -> None:
         con.unregister("__space_rows_given")
 
 
-def read_in_row_order(
-    con: Connection, spec: Spec, name: str, select: str
-) -> pa.Table:
+def read_in_row_order(con: Connection, spec: Spec, name: str, select: str) -> pa.Table:
     """`select` (SQL over the space's table aliased `t`) for every row, in `__space_rows`
     order (see `create_rows_table`)."""
     space = spec.spaces[name]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from pipeline.errors import SpecError
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.reads import rows_table_of
 from pipeline.spaces.row_fingerprints import (
@@ -110,6 +111,38 @@ def retrain_reason(
     return f"its inputs drifted: {moved}" if moved else None
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Slice `index` of `count` of a space's rows, by a hash of the key: what one Dagster
+    partition (or `embed --partition`) computes and writes, beside the other slices."""
+
+    index: int
+    count: int
+
+    def where(self, alias: str, keys: list[str]) -> str:
+        """SQL: whether the row of `alias` is in this slice."""
+        columns = ", ".join(f"{alias}.{quote(k)}" for k in keys)
+        return f"hash({columns}) % {int(self.count)} = {int(self.index)}"
+
+    @property
+    def suffix(self) -> str:
+        return f"__p{self.index}_of_{self.count}"
+
+
+def partition_of(spec: Spec, index: int | None) -> Partition | None:
+    """Slice `index` of the spec's `partitions` (None: every row); a clear error when the
+    spec has no such partition."""
+    if index is None:
+        return None
+    if not 0 <= index < spec.partitions:
+        raise SpecError(
+            "partitions",
+            f"partition {index} does not exist (the spec has {spec.partitions})",
+            f"give a partition from 0 to {spec.partitions - 1}, or set partitions: in the spec",
+        )
+    return Partition(index, spec.partitions)
+
+
 @dataclass
 class RowChanges:
     """What an output table needs to be up to date with a space's rows (after
@@ -126,6 +159,8 @@ class RowChanges:
     """Rows computed by an interrupted run, still current, waiting to be published."""
     everything: bool = False
     """Every current row is computed again: the table is replaced when they are published."""
+    partition: Partition | None = None
+    """The slice of the rows these changes cover (None: every row)."""
 
     @property
     def nothing(self) -> bool:
@@ -137,9 +172,10 @@ class RowChanges:
         return [self.changed.slice(start, rows) for start in range(0, n, rows)]
 
 
-def pending_table(table: str) -> str:
-    """Where computed rows wait until all are done (they survive a killed run)."""
-    return f"_pending_{table}"
+def pending_table(table: str, partition: Partition | None = None) -> str:
+    """Where computed rows wait until all are done (they survive a killed run); a partition
+    has its own."""
+    return f"_pending_{table}" + (partition.suffix if partition else "")
 
 
 def row_changes(
@@ -150,12 +186,19 @@ def row_changes(
     table: str,
     version_column: str,
     version: str,
+    partition: Partition | None = None,
 ) -> RowChanges:
     """Compare the current fingerprints with output table `table`: a row is changed when it
     is new, its fingerprint differs, or `version_column` is not `version`; every row when
     the table is missing or holds no fingerprints. Rows an interrupted run left pending with
-    the same fingerprint and version are kept as done; stale pending rows are dropped."""
+    the same fingerprint and version are kept as done; stale pending rows are dropped. With
+    a `partition`, only the rows of that slice are looked at (and never the whole table
+    replaced)."""
     keys = spec.spaces[name].key_columns
+    in_slice = "true"
+    if partition is not None:
+        con.execute(f"delete from {FINGERPRINTS_TABLE} f where not ({partition.where('f', keys)})")
+        in_slice = partition.where("s", keys)
     key_sql = ", ".join(f"f.{quote(k)}" for k in keys)
     stored = warehouse.output_table(table)
     columns = table_columns(con, f"{warehouse.output_schema}.{table}")
@@ -172,13 +215,15 @@ def row_changes(
         stored_keys = ", ".join(f"s.{quote(k)}" for k in keys)
         removed = fetch_arrow(
             con,
-            f"select {stored_keys} from {stored} s anti join {FINGERPRINTS_TABLE} f on {on}",
+            f"select {stored_keys} from {stored} s anti join {FINGERPRINTS_TABLE} f on {on} "
+            f"where {in_slice}",
         )
     con.execute(f"create or replace temp table {CHANGED_TABLE} as {changed_sql}")
     to_compute = f"select * from {CHANGED_TABLE} f"
     pending = 0
-    if warehouse.table_exists(con, f"{warehouse.output_schema}.{pending_table(table)}"):
-        waiting = warehouse.output_table(pending_table(table))
+    pending_name = pending_table(table, partition)
+    if warehouse.table_exists(con, f"{warehouse.output_schema}.{pending_name}"):
+        waiting = warehouse.output_table(pending_name)
         current = (
             f"s.{FINGERPRINT} = f.{FINGERPRINT} and s.{quote(version_column)} = {literal(version)}"
         )
@@ -193,8 +238,8 @@ def row_changes(
             con.execute(f"drop table {waiting}")
     changed = fetch_arrow(con, f"{to_compute} order by {', '.join(quote(k) for k in keys)}")
     rows = con.execute(f"select count(*) from {FINGERPRINTS_TABLE}").fetchone()[0]
-    everything = changed.num_rows + pending == rows
-    return RowChanges(changed, rows, removed, pending, everything)
+    everything = partition is None and changed.num_rows + pending == rows
+    return RowChanges(changed, rows, removed, pending, everything, partition)
 
 
 def _none(keys: list[str]) -> str:
@@ -202,14 +247,20 @@ def _none(keys: list[str]) -> str:
     return f"select {', '.join(quote(k) for k in keys)} from {FINGERPRINTS_TABLE} limit 0"
 
 
-def stage(warehouse: Warehouse, con: Connection, table: str, rows: pa.Table) -> None:
+def stage(
+    warehouse: Warehouse,
+    con: Connection,
+    table: str,
+    rows: pa.Table,
+    partition: Partition | None = None,
+) -> None:
     """Append computed rows to the pending table of output table `table` (one transaction:
     a killed run keeps every batch staged before it)."""
-    target = f"{warehouse.output_schema}.{pending_table(table)}"
-    if warehouse.table_exists(con, target):
-        warehouse.append_rows(con, pending_table(table), rows)
+    pending = pending_table(table, partition)
+    if warehouse.table_exists(con, f"{warehouse.output_schema}.{pending}"):
+        warehouse.append_rows(con, pending, rows)
     else:
-        warehouse.write_table(con, pending_table(table), rows)
+        warehouse.write_table(con, pending, rows)
 
 
 def publish(
@@ -219,12 +270,13 @@ def publish(
     replaced whole when every row was computed, else the pending rows replace theirs and the
     removed rows are deleted. Readers see the old table or the new one, never a mix."""
     keys = spec.spaces[name].key_columns
-    waiting = f"{warehouse.output_schema}.{pending_table(table)}"
-    if not warehouse.table_exists(con, waiting):  # nothing computed: only removals
-        warehouse.delete_rows(con, table, keys, changes.removed)
+    pending = pending_table(table, changes.partition)
+    if not warehouse.table_exists(con, f"{warehouse.output_schema}.{pending}"):
+        if changes.removed.num_rows:  # nothing computed: only removals
+            warehouse.delete_rows(con, table, keys, changes.removed)
         return
     warehouse.publish_pending(
-        con, table, pending_table(table), keys, changes.removed, replace=changes.everything
+        con, table, pending, keys, changes.removed, replace=changes.everything
     )
 
 

@@ -95,9 +95,7 @@ class _Bounds:
     value_sets: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _learn_bounds(
-    con: Connection, table: str, profiles: list[ColumnProfile]
-) -> _Bounds:
+def _learn_bounds(con: Connection, table: str, profiles: list[ColumnProfile]) -> _Bounds:
     """Ranges of numbers and timestamps and the values of small label columns (one scan)."""
     content = _content(profiles)
     ranged = [p for p in content if p.detected_type in RANGE_TYPES]

@@ -81,9 +81,7 @@ def non_blank(column: str) -> str:
 SAMPLE_TABLE = "__profile_sample"
 
 
-def _create_sample(
-    con: Connection, table: str, rows: int, key_columns: list[str]
-) -> str:
+def _create_sample(con: Connection, table: str, rows: int, key_columns: list[str]) -> str:
     """The table itself, or a temp table holding a deterministic sample of SAMPLE_ROWS rows
     (the same rows every run: the ones whose key hashes lowest) when it is larger."""
     if rows <= SAMPLE_ROWS:

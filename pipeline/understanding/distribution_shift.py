@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 MIN_GROUP = 10
 
 
-def distribution_shift(
-    con: Connection, spec: Spec, link: Link
-) -> tuple[float | None, str | None]:
+def distribution_shift(con: Connection, spec: Spec, link: Link) -> tuple[float | None, str | None]:
     """Largest KL divergence (nats), over the parent's plain columns, between parents with
     children and parents without: numbers in 10 quantile bins, labels as their 20 most common
     values. None when either group has fewer than MIN_GROUP rows."""

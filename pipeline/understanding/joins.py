@@ -115,9 +115,7 @@ def links_of(spec: Spec, space: str | None = None) -> list[Link]:
     return links
 
 
-def validate_joins(
-    con: Connection, spec: Spec, space: str | None = None
-) -> list[JoinCheck]:
+def validate_joins(con: Connection, spec: Spec, space: str | None = None) -> list[JoinCheck]:
     """One JoinCheck per link in the spec (or per link `space` reads)."""
     return [_check_link(con, spec, link) for link in links_of(spec, space)]
 

@@ -221,15 +221,16 @@ class Warehouse:
         replace: bool,
     ) -> None:
         """In one transaction, move the rows of output table `pending` into output table
-        `name` and drop `pending`: with `replace` (or no table yet) they become the table;
-        otherwise they replace the rows with their keys, and rows with a key of `removed` are
-        deleted; every other row keeps everything it had."""
+        `name` and drop `pending`: with `replace` they become the table; otherwise they
+        replace the rows with their keys, and rows with a key of `removed` are deleted; every
+        other row keeps everything it had."""
         target, source = self.output_table(name), self.output_table(pending)
         on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
-        if replace or not self.table_exists(con, f"{self.output_schema}.{name}"):
+        if replace:
             statements = [f"create or replace table {target} as select * from {source}"]
-        else:
+        else:  # created empty if missing: partitions publishing at once never replace it
             statements = [
+                f"create table if not exists {target} as select * from {source} limit 0",
                 f"delete from {target} t using {source} d where {on}",
                 f"delete from {target} t using __removed d where {on}",
                 f"insert into {target} by name select * from {source}",
