@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from pipeline.demo import generate_demo_warehouse
 from tests.test_assets import run_dbt, write_spec
@@ -34,6 +35,7 @@ def _materialize(defs: dg.Definitions) -> dg.ExecuteInProcessResult:
     )
 
 
+@pytest.mark.slow  # a whole Dagster materialization, twice (84 s)
 def test_dirtied_demo_excludes_warns_and_stops(tmp_path: Path) -> None:
     from assets.factory import build_definitions
 
