@@ -339,6 +339,8 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
     """Nightly `bring_up_to_date` (what `run` does: profile and the blocking join checks,
     train only the spaces and predictors that need it, embed and score the rows that changed,
     rebuild the marts) and weekly `retrain_all` (everything, models retrained)."""
+    if partitions_of(spec):
+        return []  # a partitioned graph is brought up to date by a backfill (README)
     models = [space_key(s) for s in spec.spaces] + [
         predictor_key(s, t) for s in spec.spaces for t in spec.spaces[s].targets
     ]
@@ -355,8 +357,6 @@ def schedules(spec: Spec) -> list[dg.ScheduleDefinition]:
         selection=dg.AssetSelection.all(),
         description="dbt staging, validation, every space and predictor retrained, marts.",
     )
-    if partitions_of(spec):
-        return []  # a partitioned graph is brought up to date by a backfill (README)
     return [
         dg.ScheduleDefinition(
             name="nightly_bring_up_to_date", job=bring_up_to_date, cron_schedule="0 2 * * *"

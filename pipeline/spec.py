@@ -148,7 +148,7 @@ class Spec(_Strict):
     @field_validator("warehouse", mode="before")
     @classmethod
     def _path_or_attach(cls, value: object) -> object:
-        if isinstance(value, str) and not _ATTACH.match(value):
+        if isinstance(value, str) and not ATTACH_STRING.match(value):
             return Path(value)
         return value
 
@@ -207,7 +207,7 @@ class Spec(_Strict):
 
 
 DEFAULT_NEIGHBOURS = 10
-_ATTACH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?![\\/])")
+ATTACH_STRING = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?![\\/])")
 """A `scheme:` prefix (not a Windows drive letter): the warehouse is an attach string."""
 
 

@@ -47,9 +47,12 @@ def two_spaces_with(change) -> dict:
     return data
 
 
-def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:
-    """Run dbt as a subprocess (it must not share our DuckDB connection)."""
-    env = {**os.environ, "DBT_TARGET": "dev", "WAREHOUSE_PATH": str(warehouse)}
+def dbt(*args: str, warehouse: Path | Warehouse) -> subprocess.CompletedProcess:
+    """Run dbt as a subprocess (it must not share our DuckDB connection) against a DuckDB
+    file or any `Warehouse` (file, lake, PostgreSQL), with the environment Dagster gives it."""
+    if not isinstance(warehouse, Warehouse):
+        warehouse = Warehouse(warehouse)
+    env = {**os.environ, **warehouse.backend.dbt_environment()}
     sql = str(REPO / "sql")
     return subprocess.run(
         [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
@@ -61,16 +64,8 @@ def dbt(*args: str, warehouse: Path) -> subprocess.CompletedProcess:
 
 
 def dbt_on(warehouse: Warehouse, *args: str) -> None:
-    """Run dbt against any warehouse (file, lake, PostgreSQL) as Dagster would; must pass."""
-    sql = str(REPO / "sql")
-    env = {**os.environ, **warehouse.backend.dbt_environment()}
-    result = subprocess.run(
-        [DBT, *args, "--project-dir", sql, "--profiles-dir", sql],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """`dbt` against any warehouse; it must pass."""
+    result = dbt(*args, warehouse=warehouse)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

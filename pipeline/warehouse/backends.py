@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.spec import ATTACH_STRING
 from pipeline.warehouse.sql import literal, quote
 
 FILE, DUCKLAKE, POSTGRES = "file", "ducklake", "postgres"
@@ -27,8 +28,6 @@ ATTACHED = "warehouse"
 EXTENSIONS = ("postgres", "ducklake")
 """DuckDB extensions an attached warehouse may need, each from `duckdb-extension-<name>`."""
 _PREFIXES = {"ducklake:": DUCKLAKE, "postgres:": POSTGRES, "postgresql:": POSTGRES}
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!\\|/)")
-"""`name:` at the start of a location that is not a drive letter or a path."""
 _OBJECT_STORES = ("s3://", "gs://", "gcs://", "az://", "azure://", "abfss://", "r2://", "http")
 
 
@@ -130,10 +129,10 @@ def backend_of(location: str | Path, options: dict | None = None) -> Backend:
         kind = None
     else:
         kind = _kind_prefix(location)
-        scheme = _SCHEME.match(location)
-        if kind is None and scheme and len(scheme.group(1)) > 1:
+        if kind is None and ATTACH_STRING.match(location):
+            scheme = location.split(":", 1)[0]
             raise WarehouseSettingError(
-                f"warehouse: '{scheme.group(1)}:' is not a warehouse this project can use -> "
+                f"warehouse: '{scheme}:' is not a warehouse this project can use -> "
                 "give a DuckDB file path, 'ducklake:postgres:dbname=... host=...' or "
                 "'postgres:dbname=... host=...'"
             )
