@@ -119,6 +119,67 @@ COMMANDS = {
 }
 
 
+def _init_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--warehouse",
+        required=True,
+        help="a DuckDB file, or an attach string (ducklake:..., postgres:...)",
+    )
+    command.add_argument(
+        "--target",
+        help="TABLE.COLUMN to predict: TABLE becomes the root (default: the table "
+        "most others point at)",
+    )
+    command.add_argument("--out", default="spaces.yaml", help="where to write the spec")
+    command.add_argument("--schema", action="append", help="only tables of this schema (repeat)")
+    command.add_argument("--exclude", action="append", help="leave this table out (repeat)")
+    command.add_argument(
+        "--warehouse-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ATTACH option of an attached warehouse, e.g. data_path=/lake/data (repeat)",
+    )
+    command.add_argument("--output-schema", default="ml", help="where run will write (default ml)")
+    command.add_argument("--force", action="store_true", help="replace --out (kept as .bak)")
+
+
+def _init(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from pipeline.discovery.draft import draft_spec, write_spec_file
+
+    options = {}
+    for option in args.warehouse_option:
+        name, separator, value = option.partition("=")
+        if not separator:
+            raise PipelineError(f"--warehouse-option {option}: write it as KEY=VALUE")
+        options[name] = value
+    out = Path(args.out)
+    if out.exists() and not args.force:  # before reading the warehouse
+        raise PipelineError(f"{out} exists -> pass --force to replace it (it is kept as .bak)")
+    started = time.time()
+    draft = draft_spec(
+        args.warehouse,
+        target=args.target,
+        schemas=args.schema,
+        exclude=args.exclude,
+        options=options or None,
+        output_schema=args.output_schema,
+        spec_folder=out.resolve().parent,
+    )
+    backup = write_spec_file(draft, out, force=args.force)
+    spaces = draft.spec.spaces
+    print(
+        f"{out}: {len(spaces)} space(s) from {len(draft.relations)} relation(s), root "
+        f"{next(iter(spaces))}, in {time.time() - started:.1f} s"
+        + (f" (the old file is {backup})" if backup else "")
+    )
+    for line in draft.layout.left_out:
+        print(f"  left out: {line}")
+    print(f"next: python -m pipeline run --spec {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--space", required=True, help="the space")
             command.add_argument("--target", help="roll back this target's predictor instead")
     commands.add_parser("demo", help="write the demo warehouse (--warehouse, --scale, --seed)")
+    _init_arguments(commands.add_parser("init", help="write a spec for an existing warehouse"))
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:
         from pipeline.demo import main as demo_main
@@ -160,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if args.command == "init":
+            _init(args)
+            return
         spec = load_spec(args.spec)
         COMMANDS[args.command][0](spec, args)
     except PipelineError as error:
