@@ -67,9 +67,19 @@ def _predict(spec: Spec, args: argparse.Namespace) -> None:
 
 
 def _search(spec: Spec, args: argparse.Namespace) -> None:
-    from pipeline.search import nearest
+    from pipeline.search import nearest, nearest_to_record, nearest_to_text
 
-    for neighbour in nearest(spec, args.space, args.key, args.k, args.explain):
+    if args.row is not None:
+        try:
+            record = json.loads(args.row)
+        except json.JSONDecodeError as error:
+            raise PipelineError(f"--row is not valid JSON ({error})") from None
+        found = nearest_to_record(spec, args.space, record, args.k, args.explain)
+    elif args.text is not None:
+        found = nearest_to_text(spec, args.space, args.text, args.k, args.explain)
+    else:
+        found = nearest(spec, args.space, args.key, args.k, args.explain)
+    for neighbour in found:
         line = f"{', '.join(map(str, neighbour.key))}\tsimilarity {neighbour.similarity:.4f}"
         if neighbour.explanation:
             top = sorted(neighbour.explanation.items(), key=lambda kv: -kv[1])[:4]
@@ -104,6 +114,14 @@ def _rollback(spec: Spec, args: argparse.Namespace) -> None:
         )
 
 
+def _dbt_sources(spec: Spec, args: argparse.Namespace) -> None:
+    written = runner.update_dbt_project(spec)
+    for path in written:
+        print(f"{path}: written")
+    if not written:
+        print(f"{spec.dbt_project}: the ml source and ml_spaces() already follow the spec")
+
+
 COMMANDS = {
     "run": (
         _run,
@@ -114,8 +132,15 @@ COMMANDS = {
     "embed": (_embed, "re-embed current rows with the saved models"),
     "predict": (_predict, "score every row with the saved predictors"),
     "report": (_report, "plots (losses, mutual information, 3-d sphere) and a summary"),
-    "search": (_search, "rows most similar to the row with a key (--explain: why)"),
+    "search": (
+        _search,
+        "rows most similar to a row (--key), a described row (--row JSON) or a text (--text)",
+    ),
     "rollback": (_rollback, "make the previous saved model of a space (or predictor) current"),
+    "dbt-sources": (
+        _dbt_sources,
+        "write the dbt project's ml source and ml_spaces() macro from the spec (run does too)",
+    ),
 }
 
 
@@ -141,6 +166,10 @@ def _init_arguments(command: argparse.ArgumentParser) -> None:
         help="an ATTACH option of an attached warehouse, e.g. data_path=/lake/data (repeat)",
     )
     command.add_argument("--output-schema", default="ml", help="where run will write (default ml)")
+    command.add_argument(
+        "--dbt-project",
+        help="your dbt project: run writes the ml source and embedding macros into it",
+    )
     command.add_argument("--force", action="store_true", help="replace --out (kept as .bak)")
 
 
@@ -167,6 +196,7 @@ def _init(args: argparse.Namespace) -> None:
         options=options or None,
         output_schema=args.output_schema,
         spec_folder=out.resolve().parent,
+        dbt_project=Path(args.dbt_project) if args.dbt_project else None,
     )
     backup = write_spec_file(draft, out, force=args.force)
     spaces = draft.spec.spaces
@@ -190,7 +220,14 @@ def main(argv: list[str] | None = None) -> None:
             command.add_argument("--space", help="only this space")
         if name == "search":
             command.add_argument("--space", required=True, help="the space to search")
-            command.add_argument("--key", required=True, nargs="+", help="key value(s)")
+            query = command.add_mutually_exclusive_group(required=True)
+            query.add_argument("--key", nargs="+", help="rows like the row with this key")
+            query.add_argument(
+                "--row",
+                help='rows like a described one: JSON of some columns, e.g. \'{"city": "Lyon"}\', '
+                "child spaces as lists of records, references by their key column",
+            )
+            query.add_argument("--text", help="rows whose text columns read like this text")
             command.add_argument("--k", type=int, default=5, help="how many rows")
             command.add_argument("--explain", action="store_true", help="inputs behind it")
         if name == "predict":

@@ -7,12 +7,15 @@ Dagster assets all call the same code. Every write is atomic.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline.dbt_project.sources import write_dbt_sources
 from pipeline.errors import (
     PipelineError,
+    SpecError,
     TrainingHealthError,
     warn_all,
 )
@@ -64,6 +67,7 @@ __all__ = [
     "train_if_needed",
     "train_target",
     "train_target_if_needed",
+    "update_dbt_project",
     "validate",
     "validate_space",
     "warehouse_of",
@@ -198,7 +202,10 @@ def run(spec: Spec, progress: bool = True, retrain: bool = False) -> dict[str, d
     """The whole pipeline, brought up to date: validate; then bottom-up, train each space
     that needs it (`upkeep.retrain_reason`; `retrain`: every space) and embed the rows that
     changed (+ neighbours); then the predictors the same way. A space trained here is read
-    once: its embed, predictor and predict steps read the rows it was trained on."""
+    once: its embed, predictor and predict steps read the rows it was trained on. The spec's
+    dbt project (if any) gets its `ml` source and spaces from the spec first."""
+    if spec.dbt_project is not None:
+        update_dbt_project(spec)
     validate(spec, changed_only=not retrain)
     summary: dict[str, dict] = {}
     shared: dict[str, SpaceInputs] = {}
@@ -229,6 +236,20 @@ def run(spec: Spec, progress: bool = True, retrain: bool = False) -> dict[str, d
             summary[name][f"{target}_rows_predicted"] = rows
             summary[name][f"{target}_metrics"] = predictor.metrics
     return summary
+
+
+def update_dbt_project(spec: Spec) -> list[Path]:
+    """Write the spec's `ml` dbt source and `ml_spaces()` macro into its dbt project."""
+    if spec.dbt_project is None:
+        raise SpecError(
+            "dbt_project",
+            "no dbt project: the spec sets none and there is no sql/dbt_project.yml beside it",
+            "set dbt_project: <folder of your dbt_project.yml>",
+        )
+    try:
+        return write_dbt_sources(spec, spec.dbt_project)
+    except FileNotFoundError as error:
+        raise SpecError("dbt_project", str(error), "point it at a dbt project folder") from None
 
 
 def train_if_needed(

@@ -1,21 +1,27 @@
-"""Nearest rows in a space, by key, with an optional per-input explanation."""
+"""Nearest rows in a space: to a stored row (by key), to a described row (a partial record,
+or a text), with an optional per-input explanation."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline.encoders.text_vectors import encode as encode_texts
 from pipeline.errors import PipelineError
+from pipeline.records import record_embedding
 from pipeline.runner import space_folder, warehouse_of
 from pipeline.spaces.neighbour_table import SavedIndex, index_folder
+from pipeline.spaces.reads import select_expression
 from pipeline.spaces.space import Space
 from pipeline.spec import Spec
 from pipeline.store.model_store import current_name
 from pipeline.warehouse.connection import table_columns
-from pipeline.warehouse.sql import quote
+from pipeline.warehouse.sql import qualified, quote
+from pipeline.warehouse.text_cache import cached_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,8 @@ def nearest(
             raise PipelineError(f"no row of {table} has key {', '.join(key)}")
         saved = _current_index(spec, space, con, source)
         if saved is not None:
-            rows = _indexed(saved, np.asarray(found[0], np.float32), key, types, con, k)
+            own = _typed_key(con, types, key_columns, key)
+            rows = _indexed(saved, np.asarray(found[0], np.float32), own, k)
         else:
             keys = ", ".join(f"e.{quote(c)}" for c in key_columns)
             rows = con.execute(
@@ -77,8 +84,117 @@ def nearest(
             ).fetchall()
         neighbours = [Neighbour(tuple(r[:-1]), float(r[-1])) for r in rows]
         if explain and neighbours:
-            _explain(spec, space, con, warehouse, key, types, neighbours)
+            model = Space.load(space_folder(spec, space))
+            query_key = _typed_key(con, types, key_columns, key)
+
+            def query(inputs, position, hidden):
+                row = np.array([position[query_key]])
+                return model.embed(inputs, hidden_token=hidden, rows=row)[0]
+
+            _explain(spec, model, con, warehouse, query, neighbours)
     return neighbours
+
+
+def nearest_to_record(
+    spec: Spec, space: str, record: dict, k: int = 5, explain: bool = False
+) -> list[Neighbour]:
+    """The `k` rows most similar to a described row: `record` names some of the space's
+    columns (values as in its table), child spaces (lists of their records) and reference
+    keys; everything it leaves out is masked, as in training. The saved model, no retraining."""
+    if space not in spec.spaces:
+        raise PipelineError(f"unknown space {space} (known: {', '.join(spec.spaces)})")
+    if not isinstance(record, dict) or not record:
+        raise PipelineError(f"space {space}: --row must be a JSON object naming some columns")
+    warehouse = warehouse_of(spec)
+    source = warehouse.output_table(space + "_embeddings")
+    model = Space.load(space_folder(spec, space))
+    with warehouse.connect(read_only=True) as con:
+        if not table_columns(con, f"{spec.output_schema}.{space}_embeddings"):
+            raise PipelineError(f"{source} does not exist -> run python -m pipeline run first")
+        vector = record_embedding(model, warehouse, con, spec, record)
+        saved = _current_index(spec, space, con, source)
+        if saved is not None:
+            similarities, found = saved.index.search(vector[None].astype(np.float32), k)
+            keys = saved.keys.take(pa.array(found[0][found[0] >= 0])).to_pylist()
+            rows = [
+                (*row.values(), float(s)) for row, s in zip(keys, similarities[0], strict=False)
+            ]
+        else:
+            names = ", ".join(quote(c) for c in spec.spaces[space].key_columns)
+            rows = con.execute(
+                f"select {names}, list_cosine_similarity(embedding::float[], ?::float[]) as s "
+                f"from {source} order by s desc, {names} limit {int(k)}",
+                [vector.tolist()],
+            ).fetchall()
+        neighbours = [Neighbour(tuple(r[:-1]), float(r[-1])) for r in rows]
+        if explain and neighbours:
+
+            def query(inputs, position, hidden):
+                return record_embedding(model, warehouse, con, spec, record, also_hidden=hidden)
+
+            _explain(spec, model, con, warehouse, query, neighbours)
+    return neighbours
+
+
+def nearest_to_text(
+    spec: Spec, space: str, text: str, k: int = 5, explain: bool = False
+) -> list[Neighbour]:
+    """The `k` rows whose text columns read most like `text`: cosine similarity of the text's
+    vector and each row's text values' vectors (the encoder the space was trained with,
+    read from the warehouse's cache of it), the best of the row's text columns; with
+    `explain`, each text column's similarity. Reads the table in batches."""
+    if space not in spec.spaces:
+        raise PipelineError(f"unknown space {space} (known: {', '.join(spec.spaces)})")
+    model = Space.load(space_folder(spec, space))
+    codecs = [codec for codec in model.codecs.values() if codec.type == "text"]
+    if not codecs:
+        raise PipelineError(
+            f"space {space} has no text column -> search it with --row (a partial record)"
+        )
+    query = encode_texts([text])[0]
+    keys = spec.spaces[space].key_columns
+    reads = [f"{select_expression(c.column, c.type)} as {quote(c.column)}" for c in codecs]
+    warehouse = warehouse_of(spec)
+    best: list[tuple[float, tuple, dict]] = []
+    with warehouse.connect(read_only=True) as con, contextlib.closing(con.cursor()) as lookups:
+        rows = con.execute(
+            f"select {', '.join(quote(c) for c in keys)}, {', '.join(reads)} "
+            f"from {qualified(spec.spaces[space].table)}"
+        )
+        while batch := rows.fetchmany(TEXT_BATCH):
+            scores = np.full((len(batch), len(codecs)), -np.inf)
+            for j, codec in enumerate(codecs):
+                values = codec.texts([row[len(keys) + j] for row in batch])
+                present = [i for i, v in enumerate(values) if v is not None]
+                if present:
+                    texts = [values[i] for i in present]
+                    vectors = cached_embeddings(warehouse, lookups, texts, keep=False)
+                    scores[present, j] = vectors @ query
+            top = np.max(scores, axis=1)
+            for i in np.argsort(-top, kind="stable")[:k]:
+                if np.isfinite(top[i]):
+                    similarity = {
+                        c.column: float(v)
+                        for c, v in zip(codecs, scores[i], strict=True)
+                        if np.isfinite(v)
+                    }
+                    best.append((float(top[i]), tuple(batch[i][: len(keys)]), similarity))
+            best = sorted(best, key=lambda b: (-b[0], b[1]))[:k]
+    return [
+        Neighbour(key, similarity, dict(columns) if explain else {})
+        for similarity, key, columns in best
+    ]
+
+
+TEXT_BATCH = 100_000
+"""Rows read at a time by a text search."""
+
+
+def _typed_key(con, types: dict, key_columns: list[str], key: list[str]) -> tuple:
+    return tuple(
+        con.execute(f"select cast(? as {types[c]})", [v]).fetchone()[0]
+        for c, v in zip(key_columns, key, strict=True)
+    )
 
 
 def _current_index(spec: Spec, space: str, con, source: str) -> SavedIndex | None:
@@ -107,13 +223,9 @@ def _current_index(spec: Spec, space: str, con, source: str) -> SavedIndex | Non
     return saved
 
 
-def _indexed(saved: SavedIndex, vector: np.ndarray, key, types, con, k: int) -> list[tuple]:
-    """The k nearest rows of `vector` in the index, the row with `key` itself left out."""
-    own = tuple(
-        con.execute(f"select cast(? as {types[c]})", [v]).fetchone()[0]
-        for c, v in zip(saved.keys.column_names, key, strict=True)
-    )
-    similarities, rows = saved.index.search(vector[None], k + 1)
+def _indexed(saved: SavedIndex, vector: np.ndarray, own: tuple | None, k: int) -> list[tuple]:
+    """The k nearest rows of `vector` in the index, the row with key `own` (if any) left out."""
+    similarities, rows = saved.index.search(vector[None].astype(np.float32), k + 1)
     found = saved.keys.take(pa.array(rows[0][rows[0] >= 0])).to_pylist()
     out = [
         (*row.values(), float(similarity))
@@ -123,19 +235,17 @@ def _indexed(saved: SavedIndex, vector: np.ndarray, key, types, con, k: int) -> 
     return out[:k]
 
 
-def _explain(spec, space, con, warehouse, key, types, neighbours) -> None:
-    model = Space.load(space_folder(spec, space))
+def _explain(spec, model: Space, con, warehouse, query, neighbours) -> None:
+    """Per input token, how much each neighbour's similarity drops when the token is masked
+    in both rows; `query(inputs, position, hidden)` is the query row's embedding with token
+    `hidden` (or none) masked."""
     inputs = model.read_inputs(warehouse, con, spec)
     position = {tuple(row.values()): i for i, row in enumerate(inputs.keys.to_pylist())}
-    query_key = tuple(
-        con.execute(f"select cast(? as {types[c]})", [v]).fetchone()[0]
-        for c, v in zip(spec.spaces[space].key_columns, key, strict=True)
-    )
-    rows = np.array([position[query_key]] + [position[n.key] for n in neighbours])
+    rows = np.array([position[n.key] for n in neighbours])
 
     def similarities(hidden: int | None) -> np.ndarray:
         vectors = model.embed(inputs, hidden_token=hidden, rows=rows)
-        return vectors[1:] @ vectors[0]
+        return vectors @ query(inputs, position, hidden)
 
     full = similarities(None)
     for t, token in enumerate(model.model.tokens):

@@ -141,6 +141,10 @@ class Spec(_Strict):
     partitions: int = Field(default=1, ge=1, le=1024)
     """Slices of every space's rows (by a hash of the key) that Dagster embeds and scores as
     partitions, side by side; 1: unpartitioned."""
+    dbt_project: Path | None = None
+    """The dbt project whose `ml` source and embedding macros follow this spec (written by
+    `python -m pipeline dbt-sources` and every `run`); unset: a `sql` folder with a
+    dbt_project.yml beside the spec file, if there is one."""
     keep_versions: int = Field(default=3, ge=1)
     """Model sets kept per space and predictor (the current one included), for roll-back."""
     spaces: dict[str, SpaceSpec]
@@ -252,6 +256,10 @@ def parse_spec(data: dict, base_dir: Path | None = None) -> Spec:
             updates["warehouse"] = (base_dir / spec.warehouse).resolve()
         if not spec.artifacts.is_absolute():
             updates["artifacts"] = (base_dir / spec.artifacts).resolve()
+        if spec.dbt_project is not None and not spec.dbt_project.is_absolute():
+            updates["dbt_project"] = (base_dir / spec.dbt_project).resolve()
+        elif spec.dbt_project is None and (base_dir / "sql" / "dbt_project.yml").exists():
+            updates["dbt_project"] = (base_dir / "sql").resolve()
         spec = spec.model_copy(update=updates)
     check_structure(spec)
     return spec

@@ -47,9 +47,13 @@ def draft_spec(
     options: dict | None = None,
     output_schema: str = "ml",
     spec_folder: Path | None = None,
+    dbt_project: Path | None = None,
 ) -> Draft:
     """Describe `warehouse` as a spec (`target`: `table.column`, or `schema.table.column`).
-    `spec_folder` is where the spec will live: a file warehouse is written relative to it."""
+    `spec_folder` is where the spec will live: a file warehouse and `dbt_project` (a dbt
+    project that `run` keeps following the spec) are written relative to it."""
+    if dbt_project is not None and not (dbt_project / "dbt_project.yml").exists():
+        raise InitError(f"--dbt-project {dbt_project}: no dbt_project.yml there")
     store = Warehouse(warehouse, output_schema, options=options)
     if store.backend.is_file and not store.path.exists():
         raise InitError(f"warehouse file {store.path} does not exist -> check --warehouse")
@@ -71,6 +75,8 @@ def draft_spec(
         layout = lay_out(tables, relations, root)
         drafts = _spaces(con, tables, found_keys, layout, target_column)
         settings = _settings(store, warehouse, options, output_schema, spec_folder)
+        if dbt_project is not None:
+            settings.append(("dbt_project", scalar(_relative(dbt_project, spec_folder))))
         header = _header(store, tables, relations, layout, notes)
         text = spec_text(header, settings, drafts)
         spec = parse_spec(yaml.safe_load(text), base_dir=spec_folder or Path.cwd())
@@ -222,16 +228,16 @@ def _settings(
     output_schema: str,
     spec_folder: Path | None,
 ) -> list[tuple[str, str]]:
-    if store.backend.is_file:
-        folder = (spec_folder or Path.cwd()).resolve()
-        location = os.path.relpath(store.path.resolve(), folder)
-    else:
-        location = str(warehouse)
+    location = _relative(store.path, spec_folder) if store.backend.is_file else str(warehouse)
     settings = [("warehouse", scalar(location))]
     if options:
         settings.append(("warehouse_options", flow(options)))
     settings += [("output_schema", output_schema), ("artifacts", "artifacts"), ("seed", "0")]
     return settings
+
+
+def _relative(path: Path, spec_folder: Path | None) -> str:
+    return os.path.relpath(path.resolve(), (spec_folder or Path.cwd()).resolve())
 
 
 def _header(

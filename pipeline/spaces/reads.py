@@ -31,7 +31,8 @@ from pipeline.warehouse.text_cache import cached_embeddings
 ROWS_TABLE = "__space_rows"
 
 
-def _select_expression(column: str, type_name: str) -> str:
+def select_expression(column: str, type_name: str) -> str:
+    """How a column of this type is read from its table (what its codec encodes)."""
     return render(column_type(type_name).read_sql, column=quote(column))
 
 
@@ -123,7 +124,7 @@ def read_space_inputs(
     readable = {c: t for c, t in wanted.items() if c in present_columns}
     values: dict[str, list | np.ndarray] = {}
     if readable:
-        select = ", ".join(f"{_select_expression(c, t)} as {quote(c)}" for c, t in readable.items())
+        select = ", ".join(f"{select_expression(c, t)} as {quote(c)}" for c, t in readable.items())
         table = read_in_row_order(con, spec, name, select)
         for column, type_name in readable.items():
             array = table.column(column)
@@ -141,7 +142,7 @@ def read_space_inputs(
                 else [None] * keys.num_rows
             )
         codec = codecs[column] if codecs is not None else fit_codec(type_name, column, raw)
-        columns.append(_encode_column(warehouse, con, codec, raw))
+        columns.append(encode_column(warehouse, con, codec, raw))
         columns[-1].raw = raw
     children = read_children(warehouse, con, spec, name, ROWS_TABLE, child_embeddings)
     references = read_references(warehouse, con, spec, name, ROWS_TABLE)
@@ -166,16 +167,18 @@ def read_space_inputs(
     return inputs
 
 
-def _encode_column(
-    warehouse: Warehouse, con: Connection, codec: Codec, raw: list | np.ndarray
+def encode_column(
+    warehouse: Warehouse, con: Connection, codec: Codec, raw: list | np.ndarray, keep: bool = True
 ) -> ColumnInput:
+    """Values as read, through a fitted codec (text through the cached MiniLM vectors; `keep`:
+    cache the vectors of new text values)."""
     arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(raw).items()}
     text_vectors = None
     if codec.semantic:
         texts = codec.texts(raw)
         distinct = sorted({t for t in texts if t is not None})
         position = {t: i + 1 for i, t in enumerate(distinct)}
-        vectors = cached_embeddings(warehouse, con, distinct)
+        vectors = cached_embeddings(warehouse, con, distinct, keep)
         text_vectors = torch.from_numpy(
             np.concatenate([np.zeros((1, TEXT_DIM), np.float32), vectors], axis=0)
         )

@@ -17,8 +17,11 @@ CACHE_TABLE = "text_embedding_cache"
 log = logging.getLogger(__name__)
 
 
-def cached_embeddings(warehouse: Warehouse, con: Connection, texts: list[str]) -> np.ndarray:
-    """Embeddings of `texts` (in order), computing only the values not cached yet."""
+def cached_embeddings(
+    warehouse: Warehouse, con: Connection, texts: list[str], keep: bool = True
+) -> np.ndarray:
+    """Embeddings of `texts` (in order), computing only the values not cached yet; `keep`:
+    cache those (a search's query text is not kept, and its connection may be read-only)."""
     distinct = sorted(set(texts))
     if not distinct:
         return np.zeros((0, TEXT_DIM), dtype=np.float32)
@@ -52,7 +55,8 @@ def cached_embeddings(warehouse: Warehouse, con: Connection, texts: list[str]) -
                 ),
             }
         )
-        _append_cache(warehouse, con, new_rows)
+        if keep:
+            _append_cache(warehouse, con, new_rows)
     return np.stack([found[t] for t in texts]) if texts else np.zeros((0, TEXT_DIM), np.float32)
 
 

@@ -1,6 +1,6 @@
 {#- One row per customer: churn risk from the predictor plus the 5 nearest customers in
-    the `customers` embedding space, read from the neighbours table the pipeline keeps
-    (no join of every pair of customers). -#}
+    the `customers` embedding space, read through similar_to() from the neighbours table the
+    pipeline keeps (no join of every pair of customers). -#}
 with customers as (
 
     select * from {{ ref('stg_customers') }}
@@ -19,20 +19,13 @@ predictions as (
 
 ),
 
-neighbours as (
-
-    select * from {{ source('ml', 'customers_neighbours') }}
-
-),
-
 similar_customers as (
 
     select
         customer_id,
-        list(neighbour_customer_id order by rank) as similar_customers
+        list(similar_customer_id order by rank) as similar_customers
 
-    from neighbours
-    where rank <= 5
+    from {{ similar_to('customers', 5) }}
     group by customer_id
 
 ),
