@@ -160,6 +160,10 @@ def training_metadata(version: str, training: TrainingResult) -> dict[str, dg.Me
     }
     for name, value in training.final_losses.items():
         metadata[f"loss_{name}"] = dg.MetadataValue.float(float(value))
+    # numbers show inline (the plots need "Show Markdown": Dagster has no image metadata)
+    # and the UI plots each of them across materializations
+    for column, bits in sorted(training.mutual_information.items()):
+        metadata[f"mutual_information/{column}"] = dg.MetadataValue.float(float(bits))
     metadata["training_plot"] = dg.MetadataValue.md(
         markdown_image(timeline_png(training.timeline, "training losses"), "training losses")
     )

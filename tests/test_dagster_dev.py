@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,13 +17,34 @@ import pytest
 
 from tests.conftest import REPO, demo_spec_dict, write_spec
 
-QUERY = "{ assetNodes { assetKey { path } } }"
+QUERY = "{ assetNodes { assetKey { path } } shouldShowNux }"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _rendered(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, in headless Chromium."""
+    done = subprocess.run(
+        [
+            shutil.which("chromium") or "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout
 
 
 @pytest.mark.slow
@@ -32,6 +54,7 @@ def test_dagster_dev_shows_the_graph(tmp_path: Path):
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # what `make setup` does
     env = {**os.environ, "SPACES_SPEC": str(spec), "DAGSTER_HOME": str(home)}
     server = subprocess.Popen(
         [
@@ -59,8 +82,8 @@ def test_dagster_dev_shows_the_graph(tmp_path: Path):
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
-                    nodes = json.load(response)["data"]["assetNodes"]
-                    keys = {"/".join(n["assetKey"]["path"]) for n in nodes} or None
+                    data = json.load(response)["data"]
+                    keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]} or None
             except (OSError, KeyError, TypeError):
                 continue
         assert keys, "dagster dev did not answer in time"
@@ -71,6 +94,10 @@ def test_dagster_dev_shows_the_graph(tmp_path: Path):
             "marts/customer_churn_risk",
         } <= keys
         assert not (tmp_path / "not_yet.duckdb").exists()
+        assert data["shouldShowNux"] is False  # no community dialog over the graph
+        page = _rendered(f"http://127.0.0.1:{port}/asset-groups", tmp_path / "chrome")
+        assert "customers_embeddings" in page  # the graph drew its nodes
+        assert "Add your email to get updates" not in page
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -33,7 +33,7 @@ def _conventions(path: Path) -> None:
     churned = rng.random(N) < 0.3
     con.execute(
         'create table "Customer" ("customerID" integer, name varchar, "Segment" varchar, '
-        'churned boolean, churn_status varchar)'
+        "churned boolean, churn_status varchar)"
     )
     con.executemany(
         'insert into "Customer" values (?, ?, ?, ?, ?)',
@@ -75,14 +75,17 @@ def _conventions(path: Path) -> None:
         'references "Purchase"("purchaseID"), paid double)'
     )
     con.executemany(
-        "insert into payments values (?, ?, ?)", [(f"p{i}", i % (N * 4), 1.0) for i in range(900)]
+        "insert into payments values (?, ?, ?)",
+        [(f"p{i}", i % (N * 4), float(i % 7)) for i in range(900)],
     )
+    con.execute('create table shipments (shipment_id integer, "purchaseID" integer)')
+    con.execute("insert into shipments select range, range % 1000 from range(700)")
     con.execute(
         'create table seasons ("customerID" integer, year integer, stint integer, points double)'
     )
     con.executemany(
         "insert into seasons values (?, ?, ?, ?)",
-        [(c, y, s, 1.0) for c in range(0, N, 2) for y in (2020, 2021) for s in (1, 2)],
+        [(c, y, s, float(c % 9 + s)) for c in range(0, N, 2) for y in (2020, 2021) for s in (1, 2)],
     )
     con.close()
 
@@ -93,6 +96,7 @@ TRUE_RELATIONS = {
     ("main.Stores", ("region_id",), "main.regions"),
     ("main.payments", ("purchase_ref",), "main.Purchase"),
     ("main.seasons", ("customerID",), "main.Customer"),
+    ("main.shipments", ("purchaseID",), "main.Purchase"),
 }
 
 
@@ -143,6 +147,7 @@ def test_init_finds_keys_and_relations_across_naming_conventions(tmp_path):
     assert "promo_id -> main.promos.promo_id left out: 10%" in said
     assert "legacy_customerID -> main.Customer.customerID left out: 0%" in said
     assert "main.promos: no relation found" in said
+    assert "main.shipments: no column the model can read" in said and "shipments" not in spaces
     suspect = next(line for line in text.splitlines() if "churn_status" in line)
     assert suspect.lstrip().startswith("# churn_status: {active: false}")
     assert "leakage suspect" in text
@@ -250,7 +255,7 @@ def test_init_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     keyless = tmp_path / "keyless.duckdb"
     con = duckdb.connect(str(keyless))
     con.execute("create table customers (customer_id integer, age double)")
-    con.execute("insert into customers select range, 30 from range(20)")
+    con.execute("insert into customers select range, 30 + range % 7 from range(20)")
     con.execute("create table events (kind varchar, amount double)")
     con.execute("insert into events values ('a', 1), ('a', 1), ('b', 2)")
     con.close()

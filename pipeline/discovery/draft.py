@@ -19,7 +19,7 @@ from pipeline.discovery.relations import Relation, find_relations
 from pipeline.discovery.spec_text import SpaceDraft, flow, scalar, spec_text
 from pipeline.errors import PipelineError
 from pipeline.spec import Spec, parse_spec
-from pipeline.understanding.profiling import profile_space
+from pipeline.understanding.profiling import ColumnProfile, profile_space
 from pipeline.warehouse.connection import Connection, Warehouse
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,27 @@ def draft_spec(
         declared = [d for d in declared if d.table in keys and d.referenced in keys]
         relations, notes = find_relations(con, tables, keys, declared)
         root = root or choose_root(tables, relations)
-        layout = lay_out(tables, relations, root)
-        drafts = _spaces(con, tables, found_keys, layout, target_column)
         settings = _settings(store, warehouse, options, output_schema, spec_folder)
         if dbt_project is not None:
             settings.append(("dbt_project", scalar(_relative(dbt_project, spec_folder))))
-        header = _header(store, tables, relations, layout, notes)
-        text = spec_text(header, settings, drafts)
-        spec = parse_spec(yaml.safe_load(text), base_dir=spec_folder or Path.cwd())
-        text = _with_profiles(con, spec, drafts, header, settings)
+        empty: dict[str, str] = {}
+        while True:  # a space with nothing to read is left out, and its parent looked at again
+            kept = [t for t in tables if t.address not in empty]
+            usable = [r for r in relations if r.table not in empty and r.referenced not in empty]
+            layout = lay_out(kept, usable, root)
+            layout.left_out += [f"{address}: {why}" for address, why in empty.items()]
+            drafts = _spaces(con, tables, found_keys, layout, target_column)
+            header = _header(store, tables, relations, layout, notes)
+            text = spec_text(header, settings, drafts)
+            spec = parse_spec(yaml.safe_load(text), base_dir=spec_folder or Path.cwd())
+            profiles = {d.name: profile_space(con, spec, d.name) for d in drafts}
+            newly = _nothing_to_read(spec, drafts, profiles)
+            if not newly:
+                break
+            if root in newly:
+                raise InitError(f"table {root}: {newly[root]} -> it cannot be the root")
+            empty.update(newly)
+        text = _with_profiles(drafts, profiles, header, settings)
     spec = parse_spec(yaml.safe_load(text), base_dir=spec_folder or Path.cwd())
     return Draft(text, spec, relations, layout)
 
@@ -260,18 +272,34 @@ def _header(
     return lines + [""]
 
 
+def _nothing_to_read(
+    spec: Spec, drafts: list[SpaceDraft], profiles: dict[str, list[ColumnProfile]]
+) -> dict[str, str]:
+    """Address -> why, for spaces that would have no input column, child set or reference."""
+    empty = {}
+    for draft in drafts:
+        space = spec.spaces[draft.name]
+        if space.children or space.references or any(p.is_input for p in profiles[draft.name]):
+            continue
+        reasons = [f"{p.column} ({p.reason})" for p in profiles[draft.name] if p.role == "input"]
+        empty[draft.table] = (
+            "no column the model can read"
+            + (f": {', '.join(reasons)}" if reasons else "")
+            + ", and no child or reference"
+        )
+    return empty
+
+
 def _with_profiles(
-    con: Connection,
-    spec: Spec,
     drafts: list[SpaceDraft],
+    profiles: dict[str, list[ColumnProfile]],
     header: list[str],
     settings: list[tuple[str, str]],
 ) -> str:
     """The text again, with what profiling will leave out of each space (and why) as comments:
     `run` profiles the same way, so nothing here is a surprise there."""
     for draft in drafts:
-        profiles = profile_space(con, spec, draft.name)
-        inputs = [p for p in profiles if p.role in ("input", "target")]
+        inputs = [p for p in profiles[draft.name] if p.role in ("input", "target")]
         kinds: dict[str, int] = {}
         for profile in inputs:
             if not profile.excluded:

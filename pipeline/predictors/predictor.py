@@ -23,6 +23,7 @@ from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.fine_tune import FineTuned, FineTunedModel, fine_tuning, out_of_reach
 from pipeline.predictors.gbdt import GradientBoosted, GradientBoostedModel
 from pipeline.predictors.mlp import EmbeddingMLP, EmbeddingMLPModel
+from pipeline.predictors.probe import knn_probe
 from pipeline.predictors.selection import (
     CrossFit,
     assign_folds,
@@ -323,6 +324,7 @@ def train_predictor(
     ]
     if skipped:
         predictor.metrics["fine_tune"] = skipped
+    predictor.metrics.update(knn_probe(features.embeddings, target, folds))
     raw = chosen.out_of_fold[labelled]
     oof = keys.take(pa.array(labelled))
     predictor.out_of_fold = oof.append_column(
