@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.resources import SpacesResource
+from pipeline import runner
 from pipeline.warehouse.connection import Warehouse
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -65,8 +66,12 @@ def _manifest(project: DbtProject) -> Path:
 def _dbt_build(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, spaces: SpacesResource
 ) -> Iterator[Any]:
-    """`dbt build` (models + tests) of the selected models against the spec's warehouse."""
-    warehouse = Warehouse.of(spaces.load_spec())
+    """`dbt build` (models + tests) of the selected models against the spec's warehouse, the
+    project's `ml` source and macros brought to the spec first when it is this project."""
+    spec = spaces.load_spec()
+    if spec.dbt_project is not None and spec.dbt_project.resolve() == SQL_DIR:
+        runner.update_dbt_project(spec)
+    warehouse = Warehouse.of(spec)
     warehouse.check()  # a wrong setting fails here, named; installs an attached one's extensions
     os.environ.update(warehouse.backend.dbt_environment())
     yield from dbt.cli(["build"], context=context).stream()

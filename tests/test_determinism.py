@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pytest
 
 from pipeline import runner
 from tests.conftest import FAST_TRAINING, demo_spec_dict, write_spec
@@ -34,6 +35,7 @@ def run_and_read(
     return np.array([r[0] for r in rows], np.float32)
 
 
+@pytest.mark.slow  # ~50 s; the same-seed check on a whole hierarchy stays in the default suite
 def test_same_seed_same_embeddings(small_demo: Path, tmp_path: Path):
     first = run_and_read(small_demo, tmp_path, "ml_a", seed=7)
     second = run_and_read(small_demo, tmp_path, "ml_b", seed=7)

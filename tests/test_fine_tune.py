@@ -64,6 +64,7 @@ def _spec(tmp_path: Path, warehouse: Path, name: str, **target):
     )
 
 
+@pytest.mark.slow  # ~25 s: trains a space and fine-tunes it on three folds
 def test_fine_tuning_finds_what_the_frozen_embedding_missed(tmp_path: Path) -> None:
     warehouse = tmp_path / "points.duckdb"
     truth = _points(warehouse)

@@ -253,6 +253,7 @@ def test_integer_target_is_predicted_in_its_own_values(shop_runs: ShopRuns, tmp_
         runner.predict(reseeded, "customers", "sum_label")
 
 
+@pytest.mark.slow  # ~20 s: a whole run on a filtered parent view
 def test_filtered_parent_view_trains_with_a_coverage_warning(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
     _shop(warehouse)
