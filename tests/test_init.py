@@ -305,3 +305,42 @@ def test_init_spec_file_keeps_what_it_replaces(tmp_path):
     assert next(iter(data["spaces"])) == "customer"
     with pytest.raises(InitError, match="--exclude nothing: no such table"):
         draft_spec(tmp_path / "w.duckdb", exclude=["nothing"])
+
+
+def test_layout_leaves_out_cycles_second_paths_and_far_tables_with_a_reason():
+    """Pure layout (no data): teams <- matches by home_team_id and away_team_id, a manager
+    who points back at a player, and a chain longer than MAX_DEPTH."""
+    from pipeline.discovery.catalog import Table
+    from pipeline.discovery.layout import MAX_DEPTH, lay_out
+    from pipeline.discovery.relations import Relation
+
+    chain = [f"main.t{i}" for i in range(MAX_DEPTH + 2)]
+    names = ["main.teams", "main.matches", "main.players", "main.managers", *chain]
+    tables = [Table("main", n.split(".")[1], {"id": "INTEGER"}, 10) for n in names]
+
+    def link(table: str, column: str, referenced: str) -> Relation:
+        return Relation(table, (column,), referenced, ("id",), 1.0, "test")
+
+    relations = [
+        link("main.matches", "home_team_id", "main.teams"),
+        link("main.matches", "away_team_id", "main.teams"),
+        link("main.players", "team_id", "main.teams"),
+        link("main.players", "manager_id", "main.managers"),
+        link("main.managers", "star_player_id", "main.players"),
+        link("main.t0", "team_id", "main.teams"),
+        *[link(chain[i + 1], "up_id", chain[i]) for i in range(len(chain) - 1)],
+    ]
+    layout = lay_out(tables, relations, "main.teams")
+    kinds = {(k.relation.table, k.relation.columns[0]): k.kind for k in layout.links}
+    assert kinds[("main.matches", "away_team_id")] == "child"  # the first by name
+    assert ("main.matches", "home_team_id") not in kinds
+    # breadth first, in name order: the managers pointing at players are pooled into them;
+    # the player's manager would be a second read of the same space
+    assert kinds[("main.managers", "star_player_id")] == "child"
+    assert ("main.players", "manager_id") not in kinds
+    said = " ".join(layout.left_out)
+    assert "home_team_id -> main.teams: main.teams already reads main.matches" in said
+    assert "manager_id -> main.managers: main.players already reads main.managers" in said
+    far = chain[MAX_DEPTH]  # t0 is one link from the root
+    assert f"{far}: more than {MAX_DEPTH} links from main.teams" in said
+    assert far not in layout.spaces and chain[MAX_DEPTH - 1] in layout.spaces

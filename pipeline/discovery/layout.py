@@ -122,10 +122,7 @@ def _place_extra(layout: Layout, relation: Relation) -> None:
         return
     if relation.table not in layout.spaces or relation.referenced not in layout.spaces:
         return
-    if any(
-        link.relation.table == relation.table and link.relation.referenced == relation.referenced
-        for link in layout.links
-    ):
+    if relation.referenced in _reads_directly(layout, relation.table):
         layout.left_out.append(
             f"{where}: {relation.table} already reads {relation.referenced} through another "
             "column (a space reads another once)"
@@ -140,14 +137,17 @@ def _place_extra(layout: Layout, relation: Relation) -> None:
     layout.links.append(Link(relation, "reference"))
 
 
+def _reads_directly(layout: Layout, reader: str) -> list[str]:
+    """The spaces `reader` pools as children or reads as references."""
+    return [
+        link.relation.table if link.kind == "child" else link.relation.referenced
+        for link in layout.links
+        if (link.relation.referenced if link.kind == "child" else link.relation.table) == reader
+    ]
+
+
 def _reads(layout: Layout, reader: str, read: str) -> bool:
     """Whether space `reader` reads `read`, directly or through other spaces."""
-    edges: dict[str, list[str]] = {}
-    for link in layout.links:
-        if link.kind == "child":
-            edges.setdefault(link.relation.referenced, []).append(link.relation.table)
-        else:
-            edges.setdefault(link.relation.table, []).append(link.relation.referenced)
     seen, stack = set(), [reader]
     while stack:
         node = stack.pop()
@@ -155,5 +155,5 @@ def _reads(layout: Layout, reader: str, read: str) -> bool:
             return True
         if node not in seen:
             seen.add(node)
-            stack.extend(edges.get(node, []))
+            stack.extend(_reads_directly(layout, node))
     return False
