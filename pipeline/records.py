@@ -24,8 +24,9 @@ def record_inputs(
     model: Space, warehouse: Warehouse, con: Connection, spec: Spec, record: dict
 ) -> tuple[SpaceInputs, torch.Tensor]:
     """One row of inputs for `record` and which tokens [1, T] it leaves out (hidden). Columns
-    by name; a child space by its name, as a list of records of that space; a reference by
-    its foreign key column, as the referenced row's key."""
+    by name; a child space by its name, as a list of records of that space (latest first:
+    the first `max_length` are read); a reference by its foreign key column, as the
+    referenced row's key."""
     name = model.name
     space = spec.spaces[name]
     columns = {c.column: c for c in model.codecs.values()}
@@ -55,13 +56,14 @@ def record_inputs(
         child_model = Space.load(space_folder(spec, child.space))
         vectors = [record_embedding(child_model, warehouse, con, spec, r) for r in rows]
         dim = child_model.model.config["embedding_dim"]
-        stacked = np.stack(vectors) if vectors else np.zeros((1, dim), np.float32)
+        kept = min(len(vectors), child.max_length)  # the first ones: latest first, as read
+        stacked = np.stack(vectors[:kept]) if kept else np.zeros((1, dim), np.float32)
         child_sets.append(
             ChildSet(
                 child.space,
                 child.max_length,
-                torch.tensor([0, len(vectors)]),
-                torch.from_numpy(stacked[: child.max_length].astype(np.float32)),
+                torch.tensor([0, kept]),
+                torch.from_numpy(stacked.astype(np.float32)),
                 torch.tensor([len(vectors)]),
             )
         )
@@ -142,9 +144,14 @@ def _column_values(con: Connection, table: str, given: dict, codecs: dict) -> di
 def _reference(con: Connection, spec: Spec, ref, value) -> Reference:
     """The referenced row's stored embedding (its key given), else an absent reference."""
     table = f"{qualified(spec.output_schema)}.{quote(ref.space + '_embeddings')}"
-    dim = len(con.execute(f"select embedding from {table} limit 1").fetchone()[0])
+    dim = Space.load(space_folder(spec, ref.space)).model.config["embedding_dim"]
     if value is None:
         return Reference(ref.space, torch.zeros(1, dim), torch.tensor([False]))
+    if len(ref.foreign_key_columns) > 1:
+        raise PipelineError(
+            f"space {ref.space} is referenced by {', '.join(ref.foreign_key_columns)}: a record "
+            "cannot name a reference of several columns yet -> leave it out (it is masked)"
+        )
     key = spec.spaces[ref.space].key_columns[0]
     found = con.execute(f"select embedding from {table} where {quote(key)} = ?", [value]).fetchone()
     if found is None:

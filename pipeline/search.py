@@ -159,7 +159,8 @@ def nearest_to_text(
     with warehouse.connect(read_only=True) as con, contextlib.closing(con.cursor()) as lookups:
         rows = con.execute(
             f"select {', '.join(quote(c) for c in keys)}, {', '.join(reads)} "
-            f"from {qualified(spec.spaces[space].table)}"
+            f"from {qualified(spec.spaces[space].table)} "
+            f"order by {', '.join(quote(c) for c in keys)}"  # the same order every time
         )
         while batch := rows.fetchmany(TEXT_BATCH):
             scores = np.full((len(batch), len(codecs)), -np.inf)

@@ -238,6 +238,24 @@ def test_init_relations_on_real_warehouses_and_tpch(tmp_path):
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
 
 
+def test_init_samples_by_hash_so_the_same_data_gives_the_same_spec(tmp_path, monkeypatch):
+    """Inclusion tests and the leakage scan read samples (here of 100 values and rows): by a
+    hash of the values, so two drafts agree whatever DuckDB's threads do."""
+    from pipeline.discovery import columns, relations
+    from pipeline.discovery.names import names_own_key
+
+    monkeypatch.setattr(relations, "SAMPLE_ROWS", 100)
+    monkeypatch.setattr(columns, "SUSPECT_SAMPLE", 100)
+    _conventions(tmp_path / "w.duckdb")
+    first = draft_spec(tmp_path / "w.duckdb", "Customer.churned", spec_folder=tmp_path)
+    second = draft_spec(tmp_path / "w.duckdb", "Customer.churned", spec_folder=tmp_path)
+    assert first.text == second.text
+    assert _found(first) == TRUE_RELATIONS
+    said = " ".join(first.text.replace("#", " ").split())
+    assert "leakage suspect: its value tells churned on 100.0% of 100 labelled rows" in said
+    assert names_own_key("c_custkey", "customer") and not names_own_key("o_custkey", "orders")
+
+
 def _init_fails(args: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as stopped:
         main(["init", *args])

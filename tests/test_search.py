@@ -129,11 +129,13 @@ def test_search_by_text_finds_the_rows_that_read_like_it(members):
         assert set(neighbour.explanation) == {"bio", "note"}
         assert neighbour.explanation["bio"] == pytest.approx(neighbour.similarity)
         assert neighbour.explanation["bio"] > neighbour.explanation["note"] + 0.2
+    described = nearest_to_record(members, "members", {"bio": "homemade bread"}, k=3)
+    assert len(described) == 3
     with Warehouse.of(members).connect(read_only=True) as con:
         cached = con.execute(
             "select count(*) from ml.text_embedding_cache where text = 'homemade bread'"
         ).fetchone()[0]
-    assert cached == 0  # a query's text is not kept
+    assert cached == 0  # a record's new text is embedded, not kept (read-only search)
 
 
 def test_search_by_description_says_what_is_wrong(members):

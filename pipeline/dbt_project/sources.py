@@ -146,7 +146,7 @@ def _table(name: str, description: str, columns: list, meta: dict | None) -> dic
 
 def spaces_macro_text(spec: Spec, spec_name: str = "spaces.yaml") -> str:
     """`ml_spaces()`: per space its key columns and how many neighbours it keeps, for the
-    embedding macros (`sql/macros/embeddings.sql`), which cannot read the spec."""
+    embedding macros (`macros/ml_embeddings.sql`), which cannot read the spec."""
     spaces = {
         name: {"key": space.key_columns, "neighbours": spec.neighbours(name)}
         for name, space in spec.spaces.items()
@@ -161,15 +161,19 @@ def spaces_macro_text(spec: Spec, spec_name: str = "spaces.yaml") -> str:
 
 def write_dbt_sources(spec: Spec, project: Path, spec_name: str = "spaces.yaml") -> list[Path]:
     """Write the `ml` source, `ml_spaces()` and the embedding macros into the dbt project at
-    `project`; a file is rewritten only when its text changes (dbt's partial parsing keeps
-    its cache). Returns the files written."""
-    if not (project / "dbt_project.yml").exists():
+    `project` (under its first model and macro paths); a file is rewritten only when its text
+    changes (dbt's partial parsing keeps its cache). Returns the files written."""
+    config_file = project / "dbt_project.yml"
+    if not config_file.exists():
         raise FileNotFoundError(f"{project} has no dbt_project.yml: not a dbt project")
+    config = yaml.safe_load(config_file.read_text()) or {}
+    models = Path((config.get("model-paths") or ["models"])[0])
+    macros = Path((config.get("macro-paths") or ["macros"])[0])
     written = []
     for relative, text in (
-        (SOURCES_FILE, sources_text(spec, spec_name)),
-        (SPACES_MACRO_FILE, spaces_macro_text(spec, spec_name)),
-        (EMBEDDING_MACROS_FILE, EMBEDDING_MACROS.read_text()),
+        (models / SOURCES_FILE.relative_to("models"), sources_text(spec, spec_name)),
+        (macros / SPACES_MACRO_FILE.name, spaces_macro_text(spec, spec_name)),
+        (macros / EMBEDDING_MACROS_FILE.name, EMBEDDING_MACROS.read_text()),
     ):
         path = project / relative
         if path.exists() and path.read_text() == text:

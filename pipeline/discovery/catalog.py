@@ -57,8 +57,8 @@ def read_catalog(
     wanted = set(schemas) if schemas else None
     tables: list[Table] = []
     for schema, name in rows:
-        if schema in SYSTEM_SCHEMAS or schema in skipped or name.startswith("_"):
-            continue
+        if schema in SYSTEM_SCHEMAS or schema in skipped or name.startswith("__"):
+            continue  # the pipeline's own scratch tables (`__space_rows`, ...) too
         if wanted is not None and schema not in wanted:
             continue
         columns = dict(

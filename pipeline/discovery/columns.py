@@ -28,7 +28,7 @@ def time_column(table: Table, skipped: set[str]) -> str | None:
         return None
 
     def named(column: str) -> bool:
-        parts = re.split(r"[^a-z]+|(?<=[a-z])(?=[A-Z])", column)
+        parts = re.split(r"[^A-Za-z]+|(?<=[a-z])(?=[A-Z])", column)
         return any(p.lower() in TIME_WORDS for p in parts if p)
 
     return sorted(times, key=lambda c: (not named(c), list(table.columns).index(c)))[0]
@@ -67,19 +67,17 @@ def max_length(counts: ChildCounts | None) -> int:
 
 
 def leakage_suspects(
-    con: Connection, table: Table, target: str, skipped: set[str]
+    con: Connection, table: Table, target: str, key: list[str], skipped: set[str]
 ) -> dict[str, str]:
-    """Columns of `table` that almost equal `target` on a sample: a value that tells the
+    """Columns of `table` that almost equal `target` on a sample (SUSPECT_SAMPLE labelled
+    rows chosen by a hash of the key: the same data, the same rows): a value that tells the
     target on SUSPECT_SHARE of the rows (columns with fewer distinct values than half the
     rows), or a correlation above SUSPECT_SHARE with a numeric target. Column -> why."""
-    sample = (
-        f"(select * from {table.sql} using sample reservoir({SUSPECT_SAMPLE} rows) repeatable (0))"
-        if table.rows > SUSPECT_SAMPLE
-        else f"(select * from {table.sql})"
-    )
+    keys = ", ".join(quote(c) for c in key)
     con.execute(
-        f"create or replace temp table _init_sample as select * from {sample} "
-        f"where {quote(target)} is not null"
+        f"create or replace temp table _init_sample as select * from {table.sql} "
+        f"where {quote(target)} is not null order by hash({keys}), {keys} "
+        f"limit {SUSPECT_SAMPLE}"
     )
     try:
         labelled = con.execute("select count(*) from _init_sample").fetchone()[0]

@@ -67,10 +67,13 @@ def draft_spec(
                 f"{output_schema} is not looked at) -> load your tables first, or pass --schema"
             )
         root, target_column = _target(tables, target)
+        notes = [f"{t.address}: no rows" for t in tables if t.rows == 0 and t.address != root]
+        tables = [t for t in tables if t.rows > 0 or t.address == root]
         found_keys = _keys(con, tables)
         keys = {address: found.columns for address, found in found_keys.items()}
         declared = [d for d in declared if d.table in keys and d.referenced in keys]
-        relations, notes = find_relations(con, tables, keys, declared)
+        relations, found_notes = find_relations(con, tables, keys, declared)
+        notes += found_notes
         root = root or choose_root(tables, relations)
         settings = _settings(store, warehouse, options, output_schema, spec_folder)
         if dbt_project is not None:
@@ -153,6 +156,8 @@ def _keys(con: Connection, tables: list[Table]) -> dict[str, FoundKey]:
     keys: dict[str, FoundKey] = {}
     for table in tables:
         found = find_key(con, table)
+        if found is None and table.rows == 0:
+            raise InitError(f"--target: table {table.address} has no rows")
         if found is None:
             raise InitError(
                 f"table {table.address} has no usable key: no column, nor up to 3 columns "
@@ -176,14 +181,15 @@ def _spaces(
     for address, name in layout.spaces.items():
         table = by_address[address]
         key = keys[address]
-        draft = SpaceDraft(name, address, key.columns, key.how)
-        structure = set(key.columns) | {
+        draft = SpaceDraft(name, address, key.columns, key.how, spec_table=_spec_table(table))
+        pointing_columns = {
             c
             for link in layout.links
             if link.relation.table == address
             for c in link.relation.columns
         }
-        when = time_column(table, structure)
+        structure = set(key.columns) | pointing_columns
+        when = time_column(table, pointing_columns)
         if address == layout.root:
             pointing = sum(1 for link in layout.links if link.relation.referenced == address)
             draft.note = f"the root: {pointing} table(s) point at it"
@@ -193,21 +199,20 @@ def _spaces(
         if address == layout.root and target:
             draft.note = f"the root: --target {table.name}.{target}"
             draft.columns.append((target, {"target": True}, "never an input; predicted"))
-            for column, why in leakage_suspects(con, table, target, structure).items():
+            suspects = leakage_suspects(con, table, target, key.columns, structure)
+            for column, why in suspects.items():
                 draft.commented_columns.append(
                     (column, {"active": False}, f"leakage suspect: {why}")
                 )
         for link in layout.links:
             relation = link.relation
-            foreign_key = (
-                relation.columns[0] if len(relation.columns) == 1 else list(relation.columns)
-            )
+            foreign_key = _one_or_list(relation.columns)
             if link.kind == "child" and relation.referenced == address:
                 child = by_address[relation.table]
                 counts = child_counts(con, child, list(relation.columns))
                 entry = {"space": layout.spaces[relation.table], "foreign_key": foreign_key}
                 entry["max_length"] = max_length(counts)
-                child_time = time_column(child, set(keys[child.address].columns))
+                child_time = time_column(child, set(relation.columns))
                 if child_time:
                     entry["order_by"] = child_time
                 spread = (
@@ -221,6 +226,18 @@ def _spaces(
                 draft.references.append((entry, _coverage(relation)))
         drafts.append(draft)
     return drafts
+
+
+def _spec_table(table: Table) -> str:
+    """`schema.table` as the spec's `table:` reads it: a part holding a dot or a quote is
+    double-quoted (`main."orders.2024"`)."""
+
+    def part(name: str) -> str:
+        if "." in name or '"' in name:
+            return '"' + name.replace('"', '""') + '"'
+        return name
+
+    return f"{part(table.schema)}.{part(table.name)}"
 
 
 def _one_or_list(columns: tuple[str, ...]) -> str | list[str]:

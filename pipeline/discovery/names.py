@@ -51,12 +51,18 @@ def says_key(column: str) -> bool:
 
 def names_own_key(column: str, table: str) -> bool:
     """Whether `column` is the natural key name of `table`: `id`, `customer_id`,
-    `customerID`, `customer_key`, `c_custkey` in `customers` (prefix and stem)."""
+    `customerID`, `customer_key` in `customers`, `c_custkey` in `customer` (a short prefix
+    and the stem's first letters); not `o_custkey` in `orders`."""
     word = folded(column)
     if word in ("id", "key"):
         return True
     stems = table_stems(table)
     short = folded(without_prefix(column))
-    return any(
-        word in (f"{stem}id", f"{stem}key", f"{stem}code", f"{stem}no") for stem in stems
-    ) or (short != word and short.endswith(("key", "id")) and len(short) > 3)
+    if any(word in (f"{stem}id", f"{stem}key", f"{stem}code", f"{stem}no") for stem in stems):
+        return True
+    # a short table prefix and an abbreviated stem: `c_custkey` in `customer`
+    return (
+        short != word
+        and short.endswith(("key", "id"))
+        and any(len(stem) >= 3 and short.startswith(stem[:3]) for stem in stems)
+    )

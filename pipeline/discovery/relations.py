@@ -15,7 +15,7 @@ from pipeline.warehouse.sql import INTEGER_TYPE, quote
 MIN_COVERAGE = 0.8
 """Share of a column's distinct values (in the sample) that must be keys of the other table."""
 SAMPLE_ROWS = 50_000
-"""Rows of the pointing table the inclusion test reads (a seeded reservoir sample)."""
+"""Distinct values of a pointing column the inclusion test looks up (a sample by hash)."""
 GENERIC = {"id", "key", "code", "no", "number", "nr"}
 
 
@@ -72,7 +72,16 @@ def find_relations(
     notes: list[str] = []
     taken: set[tuple[str, str]] = set()
     for fk in declared:
-        found.append(Relation(fk.table, fk.columns, fk.referenced, fk.key, None, "declared"))
+        key = keys.get(fk.referenced, [])
+        if sorted(fk.key) != sorted(key):
+            notes.append(
+                f"{fk.table}.{', '.join(fk.columns)} -> {fk.referenced}: declared on "
+                f"{', '.join(fk.key)}, not on its key ({', '.join(key)}); left out, as a space "
+                "is joined on the key"
+            )
+            continue
+        columns = tuple(fk.columns[fk.key.index(k)] for k in key)  # in the key's order
+        found.append(Relation(fk.table, columns, fk.referenced, tuple(key), None, "declared"))
         taken |= {(fk.table, c) for c in fk.columns}
     for table in tables:
         own_key = keys.get(table.address, [])
@@ -169,21 +178,19 @@ def _one_way(found: list[Relation], rows: dict[str, int], notes: list[str]) -> l
 def inclusion(
     con: Connection, table: Table, columns: list[str], referenced: Table, key: list[str]
 ) -> float | None:
-    """Share of the distinct values of `table.columns` without a null (in a seeded sample of
-    the rows) that are values of `referenced.key`; None when the sample holds no value."""
+    """Share of the distinct values of `table.columns` without a null (at most SAMPLE_ROWS of
+    them, chosen by a hash of the values: the same data gives the same sample, whatever the
+    threads) that are values of `referenced.key`; None when there is no value."""
     names = ", ".join(f"{quote(c)} as v{i}" for i, c in enumerate(columns))
     keys = ", ".join(f"{quote(c)} as k{i}" for i, c in enumerate(key))
+    values = ", ".join(f"v{i}" for i in range(len(columns)))
     not_null = " and ".join(f"v{i} is not null" for i in range(len(columns)))
     match = " and ".join(f"v.v{i} = k.k{i}" for i in range(len(columns)))
-    sample = (
-        f"(select {names} from {table.sql} "
-        f"using sample reservoir({SAMPLE_ROWS} rows) repeatable (0))"
-        if table.rows > SAMPLE_ROWS
-        else f"(select {names} from {table.sql})"
-    )
     total, found = con.execute(
-        f"with v as (select distinct * from {sample} where {not_null}) "
-        f"select count(*), count(k.k0) from v left join "
+        f"with v as (select distinct {names} from {table.sql}), "
+        f"s as (select * from v where {not_null} order by hash({values}), {values} "
+        f"limit {SAMPLE_ROWS}) "
+        f"select count(*), count(k.k0) from s v left join "
         f"(select distinct {keys} from {referenced.sql}) k on {match}"
     ).fetchone()
     return None if not total else found / total

@@ -17,9 +17,12 @@ class SpaceDraft:
 
     name: str
     table: str
+    """The table's address (`schema.table`)."""
     key: list[str]
     key_note: str
     note: str = ""
+    spec_table: str = ""
+    """How `table:` spells it (`pipeline.discovery.draft._spec_table`); the address if unset."""
     time_column: str | None = None
     root_time: str | None = None
     """The root's time column: proposed, commented, as `time_column` and `as_of`."""
@@ -91,7 +94,7 @@ def spec_text(header: list[str], settings: list[tuple[str, str]], spaces: list[S
     lines.append("spaces:")
     for space in spaces:
         lines.append(_line(f"  {space.name}:", space.note))
-        lines.append(f"    table: {scalar(space.table)}")
+        lines.append(f"    table: {scalar(space.spec_table or space.table)}")
         key = space.key[0] if len(space.key) == 1 else space.key
         lines.append(_line(f"    key: {value_text(key)}", space.key_note))
         if space.time_column:

@@ -324,7 +324,7 @@ def train_predictor(
     ]
     if skipped:
         predictor.metrics["fine_tune"] = skipped
-    predictor.metrics.update(knn_probe(features.embeddings, target, folds))
+    predictor.metrics.update(knn_probe(features.embeddings, target, folds, forward, seed))
     raw = chosen.out_of_fold[labelled]
     oof = keys.take(pa.array(labelled))
     predictor.out_of_fold = oof.append_column(
