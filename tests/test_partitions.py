@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -81,6 +82,9 @@ def test_two_partitions_at_once_equal_one_run(postgres, tmp_path: Path):
     write_spec(spec_path, {**data, "partitions": 2})  # the models stay current
     home = tmp_path / "dagster_home"
     home.mkdir()
+    # the instance's storage is made once first: two processes creating a fresh instance's
+    # SQLite tables at once collide ("table runs already exists"), as seen once in CI-like runs
+    dg.DagsterInstance.from_config(str(home)).dispose()
     _materialize_both(spec_path, "ml/customers_embeddings", home)
     _materialize_both(spec_path, "ml/customers__churned_predictions", home)
     sliced = _tables(warehouse)
