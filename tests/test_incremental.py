@@ -116,7 +116,6 @@ def test_changed_orders_reembed_and_rescore_only_their_customers(copied_run: Spe
     assert any(now[k] != old[k] for k in owners)
 
 
-@pytest.mark.slow  # ~35 s: retrains two spaces; the retrain reasons stay in the default suite
 def test_a_spec_change_retrains_that_space_and_what_reads_it(copied_run: Spec):
     data = copied_run.model_dump(mode="json")
     data["spaces"]["support_tickets"]["columns"]["channel"] = {"active": False}
