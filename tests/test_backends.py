@@ -135,3 +135,32 @@ def test_writers_side_by_side_on_a_lake(postgres, tmp_path: Path):
         assert counts.fetchall() == [(w, 50) for w in range(4)]
         latest = con.execute("select count(*), count(distinct writer) from ml.latest")
         assert latest.fetchone() == (10, 1)
+
+
+def test_init_describes_an_attached_warehouse(attached: Warehouse, tmp_path: Path):
+    """`init` on a lake and on PostgreSQL (whose declared constraints DuckDB does not see):
+    keys and the relation found in the data, the attach string and options written as they
+    are, and a spec that loads."""
+    from pipeline.discovery.draft import draft_spec
+
+    with attached.connect() as con:
+        con.execute(
+            "create table customers as select range as customer_id, "
+            "(range % 5)::varchar as plan, range % 3 = 0 as churned from range(300)"
+        )
+        con.execute(
+            "create table orders as select range as order_id, range % 300 as customer_id, "
+            "(range % 97) * 1.5 as amount from range(1500)"
+        )
+    draft = draft_spec(
+        attached.backend.location,
+        "customers.churned",
+        options=attached.backend.options or None,
+        spec_folder=tmp_path,
+    )
+    assert [(r.columns, r.coverage) for r in draft.relations] == [(("customer_id",), 1.0)]
+    spec = draft.spec
+    assert spec.warehouse == attached.backend.location
+    assert dict(spec.warehouse_options) == dict(attached.backend.options)
+    assert spec.spaces["customers"].key == "customer_id"
+    assert [c.space for c in spec.spaces["customers"].children] == ["orders"]
