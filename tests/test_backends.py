@@ -3,6 +3,7 @@ PostgreSQL, and a PostgreSQL database, against a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -61,9 +62,13 @@ def test_bad_settings_are_named_before_anything_trains(postgres, tmp_path: Path)
         assert not (tmp_path / "artifacts").exists()  # nothing trained, nothing written
 
 
+DATABASES = itertools.count()
+
+
 @pytest.fixture(params=[POSTGRES, DUCKLAKE])
 def attached(request, postgres, tmp_path: Path) -> Warehouse:
-    database = postgres.create_database(f"types_{request.param}_{id(tmp_path) % 10**6}")
+    # one database per test: id(tmp_path) repeated once a second test used this fixture
+    database = postgres.create_database(f"types_{request.param}_{next(DATABASES)}")
     if request.param == POSTGRES:
         return Warehouse(f"postgres:{database}")
     (tmp_path / "lake").mkdir()
