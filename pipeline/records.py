@@ -67,8 +67,9 @@ def record_inputs(
                 torch.tensor([len(vectors)]),
             )
         )
+    widths = {t.name: t.dim for t in model.model.tokens if t.kind == "reference"}
     refs = [
-        _reference(con, spec, ref, record.get(ref.foreign_key_columns[0]))
+        _reference(con, spec, ref, record.get(ref.foreign_key_columns[0]), widths)
         for ref in space.references
     ]
     keys = pa.table({k: pa.nulls(1) for k in space.key_columns})
@@ -141,10 +142,11 @@ def _column_values(con: Connection, table: str, given: dict, codecs: dict) -> di
     return raw
 
 
-def _reference(con: Connection, spec: Spec, ref, value) -> Reference:
-    """The referenced row's stored embedding (its key given), else an absent reference."""
+def _reference(con: Connection, spec: Spec, ref, value, widths: dict[str, int]) -> Reference:
+    """The referenced row's stored embedding (its key given), else an absent reference;
+    `widths`: the saved model's reference tokens' widths, by token name."""
     table = f"{qualified(spec.output_schema)}.{quote(ref.space + '_embeddings')}"
-    dim = Space.load(space_folder(spec, ref.space)).model.config["embedding_dim"]
+    dim = widths.get(ref.space) or widths[f"{ref.space}__reference"]
     if value is None:
         return Reference(ref.space, torch.zeros(1, dim), torch.tensor([False]))
     if len(ref.foreign_key_columns) > 1:

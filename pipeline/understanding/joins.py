@@ -120,7 +120,8 @@ def validate_joins(con: Connection, spec: Spec, space: str | None = None) -> lis
     return [_check_link(con, spec, link) for link in links_of(spec, space)]
 
 
-def _family(duckdb_type: str) -> str:
+def key_family(duckdb_type: str) -> str:
+    """Types a key and a foreign key may differ in and still join (integers; text and UUID)."""
     if INTEGER_TYPE.match(duckdb_type):
         return "integer"
     if duckdb_type in ("VARCHAR", "UUID"):
@@ -148,7 +149,7 @@ def _check_link(con: Connection, spec: Spec, link: Link) -> JoinCheck:
     mismatched = [
         (f, ft, k, kt)
         for f, ft, k, kt in zip(foreign_key, fk_types, link.parent_key, key_types, strict=True)
-        if _family(ft) != _family(kt)
+        if key_family(ft) != key_family(kt)
     ]
     if mismatched:
         f, ft, k, kt = mismatched[0]
