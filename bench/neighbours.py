@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.search import nearest  # noqa: E402
 from pipeline.spaces import neighbours  # noqa: E402
-from pipeline.spaces.neighbour_table import write_neighbours  # noqa: E402
+from pipeline.spaces.neighbour_upkeep import write_neighbours  # noqa: E402
 from pipeline.spaces.neighbours import NeighbourIndex  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
 from pipeline.warehouse.connection import Warehouse, fetch_arrow  # noqa: E402

@@ -1,5 +1,5 @@
 """Whether what a run would make is already up to date: the spaces' and predictors' models
-(`upkeep.retrain_reason`), the neighbours tables, and the validation of unchanged tables."""
+(`upkeep.retrain_reason`), and the validation of unchanged tables."""
 
 from __future__ import annotations
 
@@ -102,24 +102,3 @@ def predictor_retrain_reason(spec: Spec, name: str, target: str, retrain: bool) 
     if predictor.spec_digest != spec.target_digest(name, target):
         return f"its settings in the spec (spaces.{name}.columns.{target}) changed"
     return None
-
-
-def neighbours_current(spec: Spec, name: str, version: str) -> bool:
-    """Whether `ml.<name>_neighbours` was written from embeddings of `version` with the
-    spec's number of neighbours per row (or the space keeps none)."""
-    k = spec.neighbours(name)
-    if not k:
-        return True
-    warehouse = warehouse_of(spec)
-    table = f"{name}_neighbours"
-    with warehouse.connect() as con:
-        if not warehouse.table_exists(con, f"{spec.output_schema}.{table}"):
-            return False
-        other, deepest = con.execute(
-            f"select count(*) filter (where space_version <> ?), max(rank) from "
-            f"{warehouse.output_table(table)}",
-            [version],
-        ).fetchone()
-        rows = con.execute(f"select count(*) from {qualified(spec.spaces[name].table)}")
-        most = min(k, rows.fetchone()[0] - 1)
-    return other == 0 and deepest == most

@@ -20,7 +20,6 @@ from pipeline.errors import (
     warn_all,
 )
 from pipeline.freshness import (
-    neighbours_current,
     predictor_retrain_reason,
     space_retrain_reason,
 )
@@ -36,7 +35,7 @@ from pipeline.predictors import Predictor
 from pipeline.run_records import record_run
 from pipeline.spaces.hierarchy import read_versions
 from pipeline.spaces.inputs import SpaceInputs
-from pipeline.spaces.neighbour_table import write_neighbours
+from pipeline.spaces.neighbour_upkeep import write_neighbours
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
     write_fingerprints,
@@ -193,8 +192,9 @@ def embed(
 
 
 def neighbours(spec: Spec, name: str) -> int:
-    """Write `ml.<name>_neighbours` from the stored embeddings and keep its index for
-    `search` (see `pipeline.spaces.neighbour_table`); returns the rows written (0: none kept)."""
+    """Bring `ml.<name>_neighbours` and the index `search` reads up to date with the stored
+    embeddings: the rows whose lists changed, or the whole when it must
+    (`pipeline.spaces.neighbour_upkeep`); returns the rows written (0: nothing changed)."""
     return write_neighbours(warehouse_of(spec), spec, name, spec.keep_versions)
 
 
@@ -212,8 +212,7 @@ def run(spec: Spec, progress: bool = True, retrain: bool = False) -> dict[str, d
     for name in spec.training_order():
         space, reason, inputs = _train_if_needed(spec, name, retrain, progress)
         rows = embed(spec, name, inputs)
-        if rows or reason or not neighbours_current(spec, name, space.version):
-            neighbours(spec, name)
+        neighbours(spec, name)  # also after a run that stopped between the two steps
         if spec.spaces[name].targets and inputs is not None:
             shared[name] = inputs
         del inputs

@@ -14,8 +14,10 @@ from pipeline import runner
 from pipeline.search import nearest
 from pipeline.spaces import neighbours
 from pipeline.spaces.neighbour_table import _batches
+from pipeline.spaces.neighbour_upkeep import write_neighbours
 from pipeline.spaces.neighbours import NeighbourIndex
 from pipeline.spec import parse_spec
+from pipeline.warehouse.connection import Warehouse
 from tests.conftest import FAST_TRAINING, demo_spec_dict, two_spaces_with, write_spec
 
 
@@ -164,6 +166,137 @@ def test_neighbours_in_the_spec() -> None:
     # a root keyed by several columns (events, facts) keeps none unless asked for
     composite = parse_spec(spec(key=["customer_id", "region"], children=[]))
     assert composite.neighbours("customers") == 0
-    assert parse_spec(spec(key=["customer_id", "region"], children=[], neighbours=10)).neighbours(
-        "customers"
-    ) == 10
+    assert (
+        parse_spec(spec(key=["customer_id", "region"], children=[], neighbours=10)).neighbours(
+            "customers"
+        )
+        == 10
+    )
+
+
+def _stored_space(folder, x: np.ndarray, ids: np.ndarray | None = None):
+    """A warehouse whose `ml.big_embeddings` holds `x` (keys `ids`, a fingerprint per row)
+    and a spec of the space `big` over it."""
+    warehouse = folder / "big.duckdb"
+    ids = np.arange(len(x), dtype=np.int64) if ids is None else ids
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists ml")
+        con.execute("create or replace table main.big as select unnest(?::bigint[]) as id", [ids])
+        _store(con, x, ids, version="v1")
+    spec = parse_spec(
+        {
+            "warehouse": str(warehouse),
+            "artifacts": str(folder / "artifacts"),
+            "spaces": {"big": {"table": "main.big", "key": "id"}},
+        }
+    )
+    return spec, Warehouse(warehouse, "ml")
+
+
+def _store(con, x: np.ndarray, ids: np.ndarray, version: str) -> None:
+    """Replace `ml.big_embeddings` by rows `ids` with embeddings `x`; a row's fingerprint is
+    a hash of its embedding (a changed row, a changed fingerprint)."""
+    stored = pa.table(  # noqa: F841 (read by the SQL below)
+        {
+            "id": pa.array(ids, pa.int64()),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(x.astype(np.float32).reshape(-1)), x.shape[1]
+            ),
+            "space_version": pa.array([version] * len(ids)),
+        }
+    )
+    con.execute(
+        "create or replace table ml.big_embeddings as "
+        "select *, hash(embedding::varchar) as row_fingerprint from stored"
+    )
+
+
+def _table(spec) -> dict[int, list[tuple[int, float]]]:
+    with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select id, neighbour_id, similarity from ml.big_neighbours order by id, rank"
+        ).fetchall()
+    lists: dict[int, list[tuple[int, float]]] = {}
+    for own, theirs, similarity in rows:
+        lists.setdefault(own, []).append((theirs, similarity))
+    return lists
+
+
+def _changed(x: np.ndarray, ids: np.ndarray, seed: int, share: float):
+    """Some rows moved (embedded again), some removed, as many new: (x, ids, moved ids)."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    moved = rng.choice(n, int(share * n), replace=False)
+    x = x.copy()
+    x[moved] = _clustered(len(moved), x.shape[1], seed=seed + 1)
+    gone = rng.choice(np.setdiff1d(np.arange(n), moved), int(share * n / 2), replace=False)
+    kept = np.setdiff1d(np.arange(n), gone)
+    new = _clustered(len(gone), x.shape[1], seed=seed + 2)
+    new_ids = ids.max() + 1 + np.arange(len(gone))
+    return np.concatenate([x[kept], new]), np.concatenate([ids[kept], new_ids]), ids[moved]
+
+
+def test_the_table_is_kept_up_to_date_for_the_rows_that_changed(tmp_path) -> None:
+    """An exact index: after 3% of the rows moved, 1.5% left and as many came, the update
+    writes far fewer rows than a rebuild and every row's list is its exact nearest rows;
+    the index `search` reads agrees; nothing changed, nothing written."""
+    x = _clustered(3_000, 16, seed=4)
+    spec, warehouse = _stored_space(tmp_path, x)
+    assert write_neighbours(warehouse, spec, "big", keep=2) == 3_000 * 10
+    assert write_neighbours(warehouse, spec, "big", keep=2) == 0  # nothing changed
+    x2, ids2, moved = _changed(x, np.arange(3_000, dtype=np.int64), seed=5, share=0.01)
+    with duckdb.connect(str(spec.warehouse)) as con:
+        _store(con, x2, ids2, version="v1")
+    written = write_neighbours(warehouse, spec, "big", keep=2)
+    assert 0 < written < 0.5 * 3_000 * 10
+    lists = _table(spec)
+    assert sorted(lists) == sorted(ids2.tolist())
+    truth = _exact(x2, 10)
+    unit = x2 / np.linalg.norm(x2, axis=1, keepdims=True)
+    same = []
+    for row, own in enumerate(ids2):  # the exact nearest rows (up to float ties)
+        found = [theirs for theirs, _ in lists[int(own)]]
+        same.append(len(set(found) & set(ids2[truth[row]].tolist())) / 10)
+        exact = unit[truth[row]] @ unit[row]
+        np.testing.assert_allclose([s for _, s in lists[int(own)]], exact, atol=1e-5)
+    assert np.mean(same) > 0.999
+    for own in moved[:20]:  # a moved row's similarities are its new embedding's
+        theirs, similarity = lists[int(own)][0]
+        a, b = x2[ids2 == own][0], x2[ids2 == theirs][0]
+        expected = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+        np.testing.assert_allclose(similarity, expected, atol=1e-5)
+    found = nearest(spec, "big", [str(moved[0])], k=5)  # the saved index, not a scan
+    assert [n.key[0] for n in found] == [theirs for theirs, _ in lists[int(moved[0])][:5]]
+    # a new model version: rebuilt whole
+    with duckdb.connect(str(spec.warehouse)) as con:
+        _store(con, x2, ids2, version="v2")
+    assert write_neighbours(warehouse, spec, "big", keep=2) == len(ids2) * 10
+
+
+def test_an_inverted_file_is_kept_up_to_date_with_high_recall(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 2_000)
+    x = _clustered(20_000, 32, seed=6)
+    spec, warehouse = _stored_space(tmp_path, x)
+    assert write_neighbours(warehouse, spec, "big", keep=2) == 20_000 * 10
+    x2, ids2, _ = _changed(x, np.arange(20_000, dtype=np.int64), seed=7, share=0.01)
+    with duckdb.connect(str(spec.warehouse)) as con:
+        _store(con, x2, ids2, version="v1")
+    written = write_neighbours(warehouse, spec, "big", keep=2)
+    assert 0 < written < 0.2 * 20_000 * 10
+    lists = _table(spec)
+    assert sorted(lists) == sorted(ids2.tolist())
+    queries = np.random.default_rng(8).choice(len(x2), 1_000, replace=False)
+    unit = x2 / np.linalg.norm(x2, axis=1, keepdims=True)
+    similarity = unit[queries] @ unit.T
+    similarity[np.arange(len(queries)), queries] = -np.inf
+    truth = np.argsort(-similarity, axis=1)[:, :10]
+    hits = [
+        len({t for t, _ in lists[int(ids2[q])]} & set(ids2[t].tolist()))
+        for q, t in zip(queries, truth, strict=True)
+    ]
+    assert np.mean(hits) / 10 >= 0.95
+    # past REBUILD_SHARE of the rows changed since the build: rebuilt whole
+    x3, ids3, _ = _changed(x2, ids2, seed=9, share=0.15)
+    with duckdb.connect(str(spec.warehouse)) as con:
+        _store(con, x3, ids3, version="v1")
+    assert write_neighbours(warehouse, spec, "big", keep=2) == len(ids3) * 10

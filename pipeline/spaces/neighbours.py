@@ -5,7 +5,10 @@ table, and the nearest rows of any vector for `search`.
 Up to EXACT_UP_TO rows the index is exact (inner products with every row). Above, it is an
 inverted file: the rows are grouped around 4 sqrt(n) centres (k-means on a seeded sample)
 and a query compares itself with the rows of its PROBES nearest groups only. Both are
-deterministic: the same embeddings and seed give the same neighbours."""
+deterministic: the same embeddings and seed give the same neighbours. A row's label in the
+index is its id: rows are added with ids 0, 1, ... when the index is built, and a row
+embedded again later is removed and added back under the next free id
+(`pipeline.spaces.neighbour_upkeep`)."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 @dataclass
 class NeighbourIndex:
-    """The rows' unit embeddings in a faiss index; row i of the embeddings is label i."""
+    """The rows' unit embeddings in a faiss index, each labelled with its row id."""
 
     index: faiss.Index
 
@@ -60,8 +63,8 @@ class NeighbourIndex:
     def empty(cls, dim: int, n_rows: int, sample: np.ndarray | None, seed: int) -> NeighbourIndex:
         """An index for `n_rows` rows of width `dim`: exact up to EXACT_UP_TO rows, else an
         inverted file whose centres are fitted on `sample` (`training_rows` of them)."""
-        if n_rows <= EXACT_UP_TO or sample is None:
-            return cls(faiss.IndexFlatIP(dim))
+        if n_rows <= EXACT_UP_TO or sample is None:  # an id map: rows can be removed
+            return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
         lists = cls.lists(n_rows)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
@@ -83,12 +86,22 @@ class NeighbourIndex:
             index.add(embeddings[start : start + BATCH_ROWS])
         return index
 
-    def add(self, vectors: np.ndarray) -> None:
-        """Append rows (normalised here); they take the next labels."""
-        self.index.add(_unit(vectors))
+    def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Add rows (normalised here) under `ids`; by default the next ids of a new index
+        (0, 1, ... in the order rows are added)."""
+        if ids is None:
+            ids = np.arange(self.n_rows, self.n_rows + len(vectors), dtype=np.int64)
+        self.index.add_with_ids(_unit(vectors), np.ascontiguousarray(ids, np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove the rows with these ids (ids not in the index are ignored)."""
+        if not self.exact and self.index.direct_map.type:
+            self.index.set_direct_map_type(faiss.DirectMap.NoMap)  # an array map cannot remove
+        self.index.remove_ids(np.ascontiguousarray(ids, np.int64))
 
     def vectors(self, start: int, count: int) -> np.ndarray:
-        """The indexed (unit) vectors of rows start .. start + count - 1."""
+        """The indexed (unit) vectors of ids start .. start + count - 1 (of an index as
+        built: no row removed)."""
         if not self.exact and not self.index.direct_map.type:
             self.index.make_direct_map()
         return self.index.reconstruct_n(start, count)
@@ -102,34 +115,39 @@ class NeighbourIndex:
         return self.index.search(_unit(vectors), k)
 
     def every_row(self, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """For each batch of the indexed rows: (rows, similarities, neighbour rows), the
-        neighbours [batch, k'] of each row without the row itself (k' = min(k, n - 1)),
-        nearest first. A row that the search did not return among its own nearest (a
-        duplicate ranked first, or a miss of the inverted file) loses its last neighbour."""
-        k = max(0, min(k, self.n_rows - 1))
+        """For each batch of the indexed rows (of an index as built: ids 0 .. n - 1): (rows,
+        similarities, neighbour rows), the neighbours [batch, k'] of each row without the
+        row itself (k' = min(k, n - 1)), nearest first (`nearest_others`)."""
         for start in range(0, self.n_rows, BATCH_ROWS):
             batch = self.vectors(start, min(BATCH_ROWS, self.n_rows - start))
             rows = np.arange(start, start + len(batch))
-            similarities, found = self.search(batch, k + 1)
-            own = found == rows[:, None]
-            keep = ~own
-            keep[~own.any(axis=1), -1] = False  # one entry too many where self is absent
-            yield (
-                rows,
-                similarities[keep].reshape(len(batch), k),
-                found[keep].reshape(len(batch), k),
-            )
+            yield rows, *self.nearest_others(batch, rows, k)
+
+    def nearest_others(
+        self, vectors: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, neighbour rows) [n, k'] of indexed rows `rows` with these `vectors`:
+        their k' = min(k, n_rows - 1) nearest rows other than themselves, nearest first. A
+        row that the search did not return among its own nearest (a duplicate ranked first,
+        or a miss of the inverted file) loses its last neighbour."""
+        k = max(0, min(k, self.n_rows - 1))
+        similarities, found = self.search(vectors, k + 1)
+        own = found == rows[:, None]
+        keep = ~own
+        keep[~own.any(axis=1), -1] = False  # one entry too many where self is absent
+        n = len(vectors)
+        return similarities[keep].reshape(n, k), found[keep].reshape(n, k)
 
     def write(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, folder: Path) -> NeighbourIndex:
+    def load(cls, folder: Path, writable: bool = False) -> NeighbourIndex:
         """The saved index, memory-mapped where faiss can (an inverted file's lists): a
-        query reads only the pages it needs."""
+        query reads only the pages it needs. `writable`: read whole, to add and remove rows."""
         path = str(folder / INDEX_FILE)
         try:
-            index = faiss.read_index(path, faiss.IO_FLAG_MMAP)
+            index = faiss.read_index(path, 0 if writable else faiss.IO_FLAG_MMAP)
         except RuntimeError:
             index = faiss.read_index(path)
         if isinstance(index, faiss.IndexIVF):
