@@ -7,7 +7,11 @@ Reads `ml.<space>_embeddings` of a warehouse a run wrote (by default TPC-H's lin
       every row's 10 nearest other rows (what `ml.<space>_neighbours` costs), recall@10 of
       those against exact search for 2,000 seeded rows, and the time exact search of every
       row would take (measured on 20k rows, scaled by n^2);
-  (2) at --search-rows rows (the real embeddings repeated with 2% noise and normalised again,
+  (2) per --update-rows size (the first n rows): the table and index built whole, then 1% of
+      the rows moved (given the embeddings of real rows beyond n), 0.5% removed and 0.5%
+      added, and `write_neighbours` again (the update): its time and rows written against a
+      rebuild's on the same data, and recall@10 of both tables against exact search;
+  (3) at --search-rows rows (the real embeddings repeated with 2% noise and normalised again,
       to reach sizes the bench data does not have): `write_neighbours` end to end into a
       scratch warehouse (index, table, saved index), then `search.nearest` for 200 seeded
       keys, p50 and p95 milliseconds, each call opening the warehouse as the CLI does.
@@ -40,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.search import nearest  # noqa: E402
 from pipeline.spaces import neighbours  # noqa: E402
+from pipeline.spaces.neighbour_table import build_neighbours  # noqa: E402
 from pipeline.spaces.neighbour_upkeep import write_neighbours  # noqa: E402
 from pipeline.spaces.neighbours import NeighbourIndex  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
@@ -103,6 +108,107 @@ def sizes_report(x: np.ndarray, sizes: list[int], seed: int) -> list[dict]:
     return results
 
 
+def stored_space(folder: Path, x: np.ndarray, ids: np.ndarray, name: str):
+    """A scratch warehouse whose `ml.<name>_embeddings` holds `x` under keys `ids` (a row's
+    fingerprint: a hash of its embedding), and the spec of a space over it."""
+    warehouse = folder / f"{name}.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema if not exists ml")
+        store_embeddings(con, name, x, ids)
+    spec = parse_spec(
+        {
+            "warehouse": str(warehouse),
+            "artifacts": str(folder / f"{name}_artifacts"),
+            "spaces": {name: {"table": f"main.{name}", "key": "id"}},
+        }
+    )
+    return spec, Warehouse(warehouse, "ml")
+
+
+def store_embeddings(con, name: str, x: np.ndarray, ids: np.ndarray) -> None:
+    stored = pa.table(  # noqa: F841 (read by the SQL below)
+        {
+            "id": pa.array(ids, pa.int64()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1]),
+            "space_version": pa.array(["bench"] * len(ids)),
+        }
+    )
+    con.execute(
+        f"create or replace table ml.{name}_embeddings as "
+        "select *, hash(embedding::varchar) as row_fingerprint from stored"
+    )
+    con.execute(f"create or replace table main.{name} as select id from stored")
+
+
+def table_recall(spec, name: str, x: np.ndarray, ids: np.ndarray, seed: int) -> float:
+    """recall@10 of `ml.<name>_neighbours` against exact search, QUERIES seeded rows."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), QUERIES, replace=False))
+    truth = exact_nearest(x, rows)
+    with duckdb.connect(str(spec.warehouse), read_only=True) as con:
+        listed = con.execute(
+            f"select id, list(neighbour_id) from ml.{name}_neighbours "
+            "where id in (select unnest(?::bigint[])) group by id",
+            [ids[rows].tolist()],
+        ).fetchall()
+    lists = dict(listed)
+    hits = [
+        len(set(lists[int(ids[r])]) & set(ids[t].tolist()))
+        for r, t in zip(rows, truth, strict=True)
+    ]
+    return float(np.mean(hits)) / K
+
+
+def update_report(x: np.ndarray, n: int, folder: Path, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    part = unit(x[:n]).astype(np.float32)
+    ids = np.arange(n, dtype=np.int64)
+    spec, warehouse = stored_space(folder, part, ids, f"u{n}")
+    name = f"u{n}"
+    started = time.perf_counter()
+    write_neighbours(warehouse, spec, name, keep=1)
+    first_s = time.perf_counter() - started
+    moved = rng.choice(n, n // 100, replace=False)
+    gone = rng.choice(np.setdiff1d(ids, moved), n // 200, replace=False)
+    spare = unit(x[n:]).astype(np.float32)  # real rows the table does not hold
+    picks = rng.choice(len(spare), len(moved) + len(gone), replace=False)
+    changed = part.copy()
+    changed[moved] = spare[picks[: len(moved)]]
+    kept = np.setdiff1d(ids, gone)
+    x2 = np.concatenate([changed[kept], spare[picks[len(moved) :]]])
+    ids2 = np.concatenate([kept, n + np.arange(len(gone), dtype=np.int64)])
+    with duckdb.connect(str(spec.warehouse)) as con:
+        store_embeddings(con, name, x2, ids2)
+    started = time.perf_counter()
+    written = write_neighbours(warehouse, spec, name, keep=1)
+    update_s = time.perf_counter() - started
+    updated_recall = table_recall(spec, name, x2, ids2, seed)
+    started = time.perf_counter()
+    unchanged = write_neighbours(warehouse, spec, name, keep=1)
+    unchanged_s = time.perf_counter() - started
+    started = time.perf_counter()
+    rebuilt = build_neighbours(warehouse, spec, name, keep=1)
+    rebuild_s = time.perf_counter() - started
+    entry = {
+        "rows": n,
+        "moved": len(moved),
+        "removed": len(gone),
+        "added": len(gone),
+        "first_build_s": round(first_s, 1),
+        "update_s": round(update_s, 2),
+        "update_rows_written": written,
+        "rows_listed_again": written // K,
+        "unchanged_s": round(unchanged_s, 2),
+        "unchanged_rows_written": unchanged,
+        "rebuild_s": round(rebuild_s, 1),
+        "rebuild_rows_written": rebuilt,
+        "update_share_of_rebuild": round(update_s / rebuild_s, 3),
+        "recall_at_10_updated": round(updated_recall, 4),
+        "recall_at_10_rebuilt": round(table_recall(spec, name, x2, ids2, seed), 4),
+    }
+    print(json.dumps(entry), flush=True)
+    return entry
+
+
 def search_report(x: np.ndarray, rows: int, folder: Path, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     repeats = -(-rows // len(x))
@@ -110,27 +216,9 @@ def search_report(x: np.ndarray, rows: int, folder: Path, seed: int) -> dict:
         [x + (0.02 * rng.normal(size=x.shape) if i else 0) for i in range(repeats)]
     )
     big = unit(big[:rows]).astype(np.float32)
-    warehouse = folder / "search.duckdb"
-    stored = pa.table(
-        {
-            "id": pa.array(np.arange(rows, dtype=np.int64)),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(big.reshape(-1)), big.shape[1]),
-            "space_version": pa.array(["bench"] * rows),
-        }
-    )
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute("create schema ml")
-        con.execute("create table ml.big_embeddings as from stored")
-    del stored
-    spec = parse_spec(
-        {
-            "warehouse": str(warehouse),
-            "artifacts": str(folder / "artifacts"),
-            "spaces": {"big": {"table": "main.big", "key": "id"}},
-        }
-    )
+    spec, warehouse = stored_space(folder, big, np.arange(rows, dtype=np.int64), "big")
     started = time.perf_counter()
-    written = write_neighbours(Warehouse(warehouse, "ml"), spec, "big", keep=1)
+    written = write_neighbours(warehouse, spec, "big", keep=1)
     table_s = time.perf_counter() - started
     keys = rng.choice(rows, 200, replace=False)
     nearest(spec, "big", [str(keys[0])], k=K)  # the first call loads the libraries
@@ -157,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--space", default="lineitem")
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 150_000, 300_000])
+    parser.add_argument("--update-rows", type=int, nargs="*", default=[150_000, 500_000])
     parser.add_argument("--search-rows", type=int, default=1_500_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "bench" / "neighbours_results.json"))
@@ -174,7 +263,12 @@ def main(argv: list[str] | None = None) -> None:
         "sizes": sizes_report(x, sizes, args.seed),
     }
     with tempfile.TemporaryDirectory() as folder:
-        result["search"] = search_report(x, args.search_rows, Path(folder), args.seed)
+        result["updates"] = [
+            update_report(x, n, Path(folder), args.seed) for n in args.update_rows if n < len(x)
+        ]
+    if args.search_rows:
+        with tempfile.TemporaryDirectory() as folder:
+            result["search"] = search_report(x, args.search_rows, Path(folder), args.seed)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
