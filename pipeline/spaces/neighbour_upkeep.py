@@ -223,28 +223,28 @@ def _affected(
         ).column("__id")
     finally:
         con.unregister("__stale")
-    # per listed row: its id, its k-th similarity and how many it lists
-    lists = (
-        f"select c.__id, min(n.similarity) as kth, count(*) as listed from {target} n "
-        f"join __current c on {on_current} group by c.__id"
-    )
     most = min(k, index.n_rows - 1)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     if not len(unit):
         nearer = np.zeros(0, np.int64)
     elif index.exact:
-        nearer = _nearer_by_scan(con, lists, unit, keys, source, most)
+        nearer = _nearer_by_scan(con, unit, keys, source, target, most)
     else:
-        nearer = _nearer_by_candidates(con, lists, index, unit, new_ids, k, most)
+        nearer = _nearer_by_candidates(con, index, keys, target, unit, new_ids, k, most)
     return np.unique(np.concatenate([new_ids, listed_stale.to_numpy(), nearer]))
 
 
 def _nearer_by_scan(
-    con: Connection, lists: str, unit: np.ndarray, keys: list[str], source: str, most: int
+    con: Connection, unit: np.ndarray, keys: list[str], source: str, target: str, most: int
 ) -> np.ndarray:
     """Ids of every listed row that a re-embedded row (`unit` vectors) comes nearer than its
     k-th neighbour, or that lists fewer than `most`: every row compared with every one."""
     on = " and ".join(f"e.{quote(c)} = c.{quote(c)}" for c in keys)
+    on_current = " and ".join(f"c.{quote(c)} = n.{quote(c)}" for c in keys)
+    lists = (  # per listed row: its id, its k-th similarity and how many it lists
+        f"select c.__id, min(n.similarity) as kth, count(*) as listed from {target} n "
+        f"join __current c on {on_current} group by c.__id"
+    )
     reader = con.execute(
         f"select l.__id, l.kth, l.listed, e.embedding from ({lists}) l "
         f"join __current c on c.__id = l.__id join {source} e on {on}"
@@ -261,24 +261,30 @@ def _nearer_by_scan(
 
 def _nearer_by_candidates(
     con: Connection,
-    lists: str,
     index: NeighbourIndex,
+    keys: list[str],
+    target: str,
     unit: np.ndarray,
     new_ids: np.ndarray,
     k: int,
     most: int,
 ) -> np.ndarray:
     """Ids of the rows among each re-embedded row's CANDIDATES_PER_ROW x k nearest that it
-    comes nearer than their k-th neighbour (or that list fewer than `most`)."""
+    comes nearer than their k-th neighbour (or that list fewer than `most`); only the
+    candidates' rows of the table are read."""
     similarities, found = index.nearest_others(unit, new_ids, CANDIDATES_PER_ROW * k)
     hit = found >= 0
     offered = pa.table({"__id": pa.array(found[hit]), "similarity": pa.array(similarities[hit])})
+    own = ", ".join(f"c.{quote(c)}" for c in keys)
+    on = " and ".join(f"n.{quote(c)} = f.{quote(c)}" for c in keys)
     con.register("__offered", offered)
     try:
         nearer = fetch_arrow(
             con,
-            f"select distinct o.__id from __offered o join ({lists}) l on l.__id = o.__id "
-            f"where o.similarity > l.kth or l.listed < {int(most)}",
+            f"with offered as (select c.__id, {own}, max(o.similarity) as best from __offered o "
+            f"join __current c on c.__id = o.__id group by c.__id, {own}) "
+            f"select f.__id from offered f join {target} n on {on} group by f.__id, f.best "
+            f"having f.best > min(n.similarity) or count(*) < {int(most)}",
         )
     finally:
         con.unregister("__offered")
