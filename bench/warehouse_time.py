@@ -326,6 +326,10 @@ from pipeline.spec import load_spec
 imported = time.perf_counter()
 spec = load_spec(sys.argv[1])
 out = {"import_s": imported - started, "steps": []}
+def peak_mb():
+    # VmHWM: this process's own peak; ru_maxrss would carry the parent's peak across the fork
+    return next(int(line.split()[1]) for line in open("/proc/self/status")
+                if line.startswith("VmHWM:")) / 1024
 def save():
     with open(sys.argv[2], "w") as handle:
         json.dump(out, handle, default=str)
@@ -341,7 +345,8 @@ def timed(step):
         result = untimed(*args, **kwargs)
         entry = {"step": step.lstrip("_"), "space": called.get("name"),
                  "target": called.get("target"),
-                 "seconds": time.perf_counter() - began}
+                 "seconds": time.perf_counter() - began,
+                 "peak_rss_mb": peak_mb()}  # the step that raises it holds the run's peak
         if step in ("embed", "predict") and isinstance(result, int):
             entry["rows"] = result
         if parts:
@@ -352,14 +357,13 @@ def timed(step):
     setattr(runner, step, call)  # runner.run calls each step by its module-level name
 # run trains through _train (which also hands the rows read to embed) where it exists
 for step in ("validate", "_train" if hasattr(runner, "_train") else "train", "embed",
-             "train_target", "predict"):
-    timed(step)
+             "neighbours", "train_target", "predict"):
+    if hasattr(runner, step):
+        timed(step)
 kwargs = {"progress": False} if "progress" in inspect.signature(runner.run).parameters else {}
 out["summary"] = runner.run(spec, **kwargs)
 out["run_s"] = time.perf_counter() - imported
-# VmHWM: this process's own peak; ru_maxrss would carry the parent's peak across the fork
-out["max_rss_mb"] = next(int(line.split()[1]) for line in open("/proc/self/status")
-                         if line.startswith("VmHWM:")) / 1024
+out["max_rss_mb"] = peak_mb()
 save()
 """
 
