@@ -4,6 +4,7 @@ children's, their references'), rows that left the table removed, the rest untou
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import pytest
 
 from pipeline import runner
 from pipeline.spaces import upkeep
+from pipeline.spaces.neighbour_table import META_FILE, index_folder
 from pipeline.spaces.space import Space
 from pipeline.spaces.upkeep import DRIFT_NULLS, drift, profile_summary, retrain_reason
 from pipeline.spec import Spec
+from pipeline.store import model_store
 from pipeline.understanding.profiling import ColumnProfile
 from tests.conftest import write_spec
 
@@ -114,6 +117,48 @@ def test_changed_orders_reembed_and_rescore_only_their_customers(copied_run: Spe
     old = dict(before)
     assert all(now[k] == old[k] for k in old if k not in owners and k != gone)
     assert any(now[k] != old[k] for k in owners)
+    _assert_neighbours_current(copied_run)
+    meta = _neighbours_meta(copied_run)
+    assert meta["changed_since_build"] > 0 and meta["rows"] == len(after)  # updated, not rebuilt
+
+
+def _neighbours_meta(spec: Spec) -> dict:
+    folder = index_folder(spec.artifacts, "customers")
+    path = model_store.current_set(folder, "neighbours of customers", check=False)
+    return json.loads((path / META_FILE).read_text())
+
+
+def _assert_neighbours_current(spec: Spec) -> None:
+    """Every customer lists its 10 nearest others with the cosine of their stored embeddings,
+    and no row that left."""
+    (keys,), (counts,), (worst,) = _execute(
+        spec,
+        "select count(*) from ml.customers_embeddings e anti join "
+        "(select distinct customer_id from ml.customers_neighbours) n using (customer_id)",
+        "select count(*) filter (where n != 10) from (select customer_id, count(*) as n "
+        "from ml.customers_neighbours group by customer_id)",
+        "select max(abs(n.similarity - array_cosine_similarity(a.embedding, b.embedding))) "
+        "from ml.customers_neighbours n "
+        "left join ml.customers_embeddings a on a.customer_id = n.customer_id "
+        "left join ml.customers_embeddings b on b.customer_id = n.neighbour_customer_id",
+    )
+    assert keys == (0,) and counts == (0,)
+    assert worst[0] is not None and worst[0] < 1e-5  # null: a row that left is listed
+
+
+def test_a_run_stopped_before_its_neighbours_brings_them_up_to_date_next_time(
+    copied_run: Spec,
+):
+    _execute(
+        copied_run,
+        "update raw.orders set total_amount = total_amount * 5 + 50 where order_id in "
+        "(select order_id from raw.orders order by order_id limit 5)",
+    )
+    for name in ("order_items", "orders", "customers"):  # embedded, then stopped
+        runner.embed(copied_run, name)
+    summary = runner.run(copied_run, progress=False)
+    assert all(s["rows_embedded"] == 0 for s in summary.values())
+    _assert_neighbours_current(copied_run)
 
 
 def test_a_spec_change_retrains_that_space_and_what_reads_it(copied_run: Spec):
