@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ from pipeline import predicting, runner
 from pipeline.spaces import space as space_module
 from pipeline.spaces import upkeep
 from pipeline.spaces.reads import sample_rows
+from pipeline.warehouse import spill
 from tests.conftest import FAST_TRAINING, REPO, demo_spec_dict, write_spec
 
 
@@ -54,6 +56,75 @@ def test_a_large_table_trains_on_a_sample_and_embeds_every_row(
         again = con.execute(f"from {sample_rows(con, spec, 'order_items', 60, 0)}").fetchall()
         other = con.execute(f"from {sample_rows(con, spec, 'order_items', 60, 1)}").fetchall()
     assert first == again and len(first) == 60 and set(first) != set(other)
+
+
+def test_changed_keys_are_read_back_from_disk_in_the_slices_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The keys of the changed rows live in a file, not in memory: read back in order, in
+    slices of whatever size is asked before each, across the file's own batches; the file
+    goes with the object."""
+    monkeypatch.setattr(spill, "READ_ROWS", 64)
+    with duckdb.connect(str(tmp_path / "k.duckdb")) as con:
+        spilled = spill.SpilledRows(
+            con, "select range as k, range * 2 as f from range(1000) order by k desc"
+        )
+    assert spilled.num_rows == 1000 and os.path.getsize(spilled.path) > 8000
+    sizes = iter([100, 7, 300, 1, 64, 10_000])
+    parts = list(spilled.slices(lambda: next(sizes)))
+    assert [p.num_rows for p in parts] == [100, 7, 300, 1, 64, 528]
+    assert [k for p in parts for k in p.column("k").to_pylist()] == list(range(999, -1, -1))
+    assert all(
+        p.column("f").to_pylist() == [2 * k for k in p.column("k").to_pylist()] for p in parts
+    )
+    path = spilled.path
+    del spilled
+    assert not os.path.exists(path)
+
+
+def test_wide_rows_come_in_smaller_batches_with_the_same_embeddings(
+    small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A batch holds what fits `BATCH_BYTES`, measured on the batch before: the customers
+    (child sets, child statistics, references) are embedded in batches whose inputs stay
+    near the budget, and the embeddings are those of a single batch."""
+    spec = write_spec(
+        tmp_path / "s.yaml", demo_spec_dict(small_demo, tmp_path / "a", training=FAST_TRAINING)
+    )
+    runner.run(spec, progress=False)
+    with duckdb.connect(str(small_demo)) as con:
+        whole = con.execute(
+            "select customer_id, embedding from ml.customers_embeddings order by 1"
+        ).fetchall()
+        con.execute("delete from ml.customers_embeddings")
+    read = []
+    reader = space_module.read_space_inputs
+
+    def measured(*args, **kwargs):
+        inputs = reader(*args, **kwargs)
+        read.append((inputs.n_rows, inputs.nbytes()))
+        return inputs
+
+    monkeypatch.setattr(space_module, "read_space_inputs", measured)
+    monkeypatch.setattr(upkeep, "FIRST_BATCH_ROWS", 5)
+    with duckdb.connect(str(small_demo), read_only=True) as con:
+        n = con.execute("select count(*) from main.stg_customers").fetchone()[0]
+    budget = 60_000  # about 10 rows of the demo's customers
+    monkeypatch.setattr(upkeep, "BATCH_BYTES", budget)
+    assert runner.embed(spec, "customers") == n
+    rows = [r for r, _ in read]
+    assert sum(rows) == n and rows[0] == 5 and len(rows) > 6
+    for (before, held), size in zip(read[:-2], rows[1:-1], strict=True):
+        assert size == max(5, int(budget // (held / before)))  # sized on the batch before
+    assert all(held < 2 * budget for _, held in read)
+    with duckdb.connect(str(small_demo), read_only=True) as con:
+        batched = con.execute(
+            "select customer_id, embedding from ml.customers_embeddings order by 1"
+        ).fetchall()
+    assert [k for k, _ in batched] == [k for k, _ in whole]
+    assert np.allclose(
+        np.array([e for _, e in batched]), np.array([e for _, e in whole]), atol=1e-5
+    )
 
 
 CHILD = """

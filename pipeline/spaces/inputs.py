@@ -16,6 +16,20 @@ from pipeline.encoders.base import Codec
 if TYPE_CHECKING:
     from pipeline.spaces.child_features import ChildStatistics
 
+LIST_ITEM_BYTES = 64
+"""What a value read into a Python list holds, about (a small str or float object and its
+pointer)."""
+
+
+def _nbytes(array: torch.Tensor | np.ndarray | int | None) -> int:
+    if array is None:
+        return 0
+    if isinstance(array, int):
+        return array
+    if isinstance(array, torch.Tensor):
+        return array.element_size() * array.nelement()
+    return int(array.nbytes)
+
 
 @dataclass
 class ChildSet:
@@ -89,6 +103,22 @@ class SpaceInputs:
     @property
     def n_rows(self) -> int:
         return self.keys.num_rows
+
+    def nbytes(self) -> int:
+        """Memory the inputs hold: their arrays, and the values as read (a Python list of
+        values counted at `LIST_ITEM_BYTES` an item)."""
+        arrays: list = [self.statistics_values, *self.statistics_arrays.values()]
+        for column in self.columns:
+            arrays += [*column.arrays.values(), column.text_vectors]
+            if isinstance(column.raw, list):
+                arrays.append(len(column.raw) * LIST_ITEM_BYTES)
+            else:
+                arrays.append(column.raw)
+        for child in self.children:
+            arrays += [child.offsets, child.embeddings, child.counts]
+        for reference in self.references:
+            arrays += [reference.embeddings, reference.present]
+        return self.keys.nbytes + sum(_nbytes(a) for a in arrays)
 
     def statistics_groups(self) -> list[tuple[str, np.ndarray]]:
         """(child or referenced space, indices of its statistics) per space that has any."""

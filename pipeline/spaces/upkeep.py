@@ -29,6 +29,7 @@ from pipeline.spec import Spec
 from pipeline.store.artifacts import short_hash
 from pipeline.understanding.profiling import ColumnProfile
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
+from pipeline.warehouse.spill import SpilledRows
 from pipeline.warehouse.sql import literal, quote
 
 if TYPE_CHECKING:
@@ -148,9 +149,10 @@ class RowChanges:
     """What an output table needs to be up to date with a space's rows (after
     `write_fingerprints`)."""
 
-    changed: pa.Table
-    """Key columns and `row_fingerprint` of the rows to compute: new, changed, or written by
-    another model version, less those an interrupted run already computed (`pending`)."""
+    changed: SpilledRows
+    """Key columns and `row_fingerprint` of the rows to compute, in key order: new, changed,
+    or written by another model version, less those an interrupted run already computed
+    (`pending`). On local disk, read back a batch at a time."""
     rows: int
     """Rows of the space's table now."""
     removed: pa.Table
@@ -165,11 +167,6 @@ class RowChanges:
     @property
     def nothing(self) -> bool:
         return self.changed.num_rows == 0 and self.removed.num_rows == 0 and self.pending == 0
-
-    def batches(self, rows: int) -> list[pa.Table]:
-        """The changed rows in slices of at most `rows`."""
-        n = self.changed.num_rows
-        return [self.changed.slice(start, rows) for start in range(0, n, rows)]
 
 
 def pending_table(table: str, partition: Partition | None = None) -> str:
@@ -236,7 +233,7 @@ def row_changes(
             to_compute += f" anti join {waiting} s on {on}"
         else:
             con.execute(f"drop table {waiting}")
-    changed = fetch_arrow(con, f"{to_compute} order by {', '.join(quote(k) for k in keys)}")
+    changed = SpilledRows(con, f"{to_compute} order by {', '.join(quote(k) for k in keys)}")
     rows = con.execute(f"select count(*) from {FINGERPRINTS_TABLE}").fetchone()[0]
     everything = partition is None and changed.num_rows + pending == rows
     return RowChanges(changed, rows, removed, pending, everything, partition)
@@ -281,7 +278,12 @@ def publish(
 
 
 BATCH_ROWS = 100_000
-"""Rows read, computed and staged at once by `embed` and `predict` (memory follows it)."""
+"""At most this many rows are read, computed and staged at once by `embed` and `predict`."""
+BATCH_BYTES = 256 * 2**20
+"""What a batch's inputs may hold in memory (the arrays `SpaceInputs.nbytes` counts; reading
+them takes a few times as much for a moment): rows with many children or wide child
+statistics come in smaller batches. The first batch (`FIRST_BATCH_ROWS`) measures a row."""
+FIRST_BATCH_ROWS = 8_192
 BATCH_TABLE = "__batch_rows"
 
 
@@ -296,31 +298,50 @@ def batch_inputs(
 ) -> Iterator[tuple[pa.Table, SpaceInputs, pa.ChunkedArray, Any]]:
     """The changed rows in batches: (batch, its inputs through the saved codecs, their
     fingerprints in the inputs' row order, `read_more(con)` with the batch's rows in
-    `__space_rows`). The warehouse is open only while a batch is read. `inputs`: every row,
-    already read (one batch, nothing read again) when every row is to be computed."""
+    `__space_rows`). The warehouse is open only while a batch is read; a batch holds as many
+    rows as fit `BATCH_BYTES` (at most `BATCH_ROWS`), measured on the batch before. `inputs`:
+    every row, already read (one batch, nothing read again) when every row is to be
+    computed."""
     timed = clock or (lambda _: contextlib.nullcontext())
-    given = inputs is not None and _same_rows(inputs.keys, changes.changed)
-    for batch in [changes.changed] if given else changes.batches(BATCH_ROWS):
+    if inputs is not None and _same_rows(inputs.keys, changes.changed):
+        # every row is in memory already: so are their keys and fingerprints
+        batch = next(changes.changed.slices(lambda: changes.changed.num_rows))
         with timed("read inputs"), warehouse.connect() as con:
+            rows_table_of(con, inputs.keys)
             con.register(BATCH_TABLE, batch)
             try:
-                if given:
-                    rows_table_of(con, inputs.keys)
-                    part = inputs
-                else:
-                    part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
                 fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
                 more = read_more(con) if read_more else None
             finally:
                 con.unregister(BATCH_TABLE)
+        yield batch, inputs, fingerprints, more
+        return
+    size = {"rows": min(BATCH_ROWS, FIRST_BATCH_ROWS)}
+    for batch in changes.changed.slices(lambda: size["rows"]):
+        with timed("read inputs"), warehouse.connect() as con:
+            con.register(BATCH_TABLE, batch)
+            try:
+                part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
+                fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
+                more = read_more(con) if read_more else None
+            finally:
+                con.unregister(BATCH_TABLE)
+        per_row = part.nbytes() / max(part.n_rows, 1)
+        size["rows"] = int(min(BATCH_ROWS, max(FIRST_BATCH_ROWS, BATCH_BYTES // max(per_row, 1))))
         yield batch, part, fingerprints, more
 
 
-def _same_rows(keys: pa.Table, changed: pa.Table) -> bool:
+def _same_rows(keys: pa.Table, changed: SpilledRows) -> bool:
     """Whether the changed rows are exactly the rows `keys` names (both in key order)."""
     if keys.num_rows != changed.num_rows:
         return False
+    start = 0
     try:
-        return changed.select(keys.column_names).cast(keys.schema).equals(keys)
+        for part in changed.slices(lambda: BATCH_ROWS):
+            given = keys.slice(start, part.num_rows)
+            if not part.select(keys.column_names).cast(keys.schema).equals(given):
+                return False
+            start += part.num_rows
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
         return False
+    return True
