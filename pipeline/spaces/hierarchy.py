@@ -14,6 +14,7 @@ from pipeline.spaces.inputs import ChildSet, Reference
 from pipeline.spec import ChildSpec, Spec
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow
 from pipeline.warehouse.sql import qualified, quote
+from pipeline.warehouse.vectors import vectors_of
 
 
 def embeddings_table(spec: Spec, space: str) -> str:
@@ -51,14 +52,6 @@ def read_versions(warehouse: Warehouse, con: Connection, spec: Spec, name: str) 
         ).fetchall()
         found[related] = "+".join(str(r[0]) for r in rows)
     return found
-
-
-def _vectors(table, column: str = "embedding") -> np.ndarray:
-    array = table.column(column).combine_chunks()
-    if len(array) == 0:
-        return np.zeros((0, 0), np.float32)
-    flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    return flat.reshape(len(array), -1)
 
 
 def read_children(
@@ -116,7 +109,7 @@ def read_children(
         offsets = np.concatenate([[0], np.cumsum(per_parent)])
         counts = np.zeros(n_rows, np.int64)
         counts[parent_rows] = table.column("n_children").to_numpy()
-        vectors = _vectors(table)
+        vectors = vectors_of(table)
         if vectors.shape[1] == 0:
             vectors = np.zeros((0, _embedding_dim(con, spec, child.space)), np.float32)
         sets.append(
@@ -155,7 +148,7 @@ def read_references(
         present = np.zeros(n_rows, bool)
         rows = table.column("__row").to_numpy()
         if len(rows):
-            vectors[rows] = _vectors(table)
+            vectors[rows] = vectors_of(table)
             present[rows] = True
         references.append(
             Reference(ref.space, torch.from_numpy(vectors), torch.from_numpy(present))

@@ -28,6 +28,7 @@ from pipeline.spec import Spec
 from pipeline.store import model_store
 from pipeline.warehouse.connection import Warehouse, fetch_arrow, table_columns
 from pipeline.warehouse.sql import quote
+from pipeline.warehouse.vectors import vectors_of
 
 FOLDER = "neighbours"
 KEYS_FILE = "keys.arrow"
@@ -73,14 +74,6 @@ def read_keys(path: Path) -> pa.Table:
     """The saved keys file of a set: key columns per row id, with `row_fingerprint` and
     `__live` where the set keeps them."""
     return pa.ipc.open_file(pa.memory_map(str(path / KEYS_FILE))).read_all()
-
-
-def vectors_of(batch: pa.RecordBatch | pa.Table, column: str = "embedding") -> np.ndarray:
-    values = batch.column(column)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    flat = values.flatten().to_numpy(zero_copy_only=False)  # FLOAT[d] or FLOAT[] (a lake)
-    return flat.reshape(len(values), -1).astype(np.float32)
 
 
 def _read_index(

@@ -41,7 +41,6 @@ from pipeline.spaces.neighbour_table import (
     read_keys,
     save_index,
     table_name,
-    vectors_of,
 )
 from pipeline.spaces.neighbours import NeighbourIndex
 from pipeline.spaces.row_fingerprints import FINGERPRINT
@@ -49,6 +48,7 @@ from pipeline.spec import Spec
 from pipeline.store import model_store
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow
 from pipeline.warehouse.sql import quote
+from pipeline.warehouse.vectors import vectors_of
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ warehouse into an Arrow IPC file and read back a batch at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -58,8 +59,9 @@ class SpilledRows:
                 yield pa.Table.from_batches(held, self.schema).combine_chunks()
 
     def close(self) -> None:
-        if os.path.exists(self.path):
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
 
     def __del__(self) -> None:
-        self.close()
+        if getattr(self, "path", None) and os is not None:
+            self.close()

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from pipeline.encoders.text_vectors import MODEL_NAME, TEXT_DIM, encode
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow
+from pipeline.warehouse.vectors import vectors_of
 
 CACHE_TABLE = "text_embedding_cache"
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def cached_embeddings(
         finally:
             con.unregister("__wanted_texts")
         values = table.column("text").to_pylist()
-        vectors = _vectors(table.column("embedding"))
+        vectors = vectors_of(table, width=TEXT_DIM)
         found = dict(zip(values, vectors, strict=True))
     missing = [t for t in distinct if t not in found]
     if missing:
@@ -71,11 +72,3 @@ def _append_cache(warehouse: Warehouse, con: Connection, rows: pa.Table) -> None
             f"insert into {cache} select * from __new_texts",
         ],
     )
-
-
-def _vectors(column: pa.ChunkedArray) -> np.ndarray:
-    flat = column.combine_chunks()
-    if len(flat) == 0:
-        return np.zeros((0, TEXT_DIM), np.float32)
-    values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    return values.reshape(len(flat), -1)
