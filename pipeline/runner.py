@@ -144,7 +144,7 @@ def embed(
 ) -> int:
     """Bring `ml.<name>_embeddings` up to date with the saved model: embed the rows that are
     new, whose fingerprint changed (their columns, children or references) or that another
-    model version embedded, `BATCH_ROWS` at a time, each batch staged as it is done; then
+    model version embedded, in batches (`upkeep.batch_inputs`), each staged as it is done; then
     publish them in one transaction, removing rows that left the table and keeping the rest
     as they are (their `embedded_at` too). A killed run's staged batches are not redone.
     Returns the rows embedded. `inputs`: every row as `Space.read_inputs` gave them for the

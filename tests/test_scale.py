@@ -18,6 +18,7 @@ from pipeline.spaces import space as space_module
 from pipeline.spaces import upkeep
 from pipeline.spaces.reads import sample_rows
 from pipeline.warehouse import spill
+from pipeline.warehouse.connection import fetch_arrow
 from tests.conftest import FAST_TRAINING, REPO, demo_spec_dict, write_spec
 
 
@@ -82,15 +83,52 @@ def test_changed_keys_are_read_back_from_disk_in_the_slices_asked_for(
     assert not os.path.exists(path)
 
 
+def test_spilled_rows_of_nothing_and_of_a_killed_process(tmp_path: Path):
+    """No rows: no slice. A file whose process is gone is removed when the next is made in
+    the same folder; a live process's file is kept."""
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    orphan = folder / f"{spill.PREFIX}999999999_x.arrows"
+    live = folder / f"{spill.PREFIX}{os.getpid()}_y.arrows"
+    orphan.write_bytes(b"left by a killed run")
+    live.write_bytes(b"another step of this process")
+    with duckdb.connect(str(tmp_path / "k.duckdb")) as con:
+        empty = spill.SpilledRows(con, "select range as k from range(0)", folder=folder)
+    assert empty.num_rows == 0 and list(empty.slices(lambda: 10)) == []
+    assert not orphan.exists() and live.exists() and Path(empty.path).parent == folder
+
+
+def test_given_inputs_are_recognised_across_several_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Inputs already read are used when they name exactly the changed rows, compared slice
+    by slice: equal keys across slices are the same rows, one key off is not."""
+    monkeypatch.setattr(upkeep, "BATCH_ROWS", 7)
+    monkeypatch.setattr(spill, "READ_ROWS", 5)
+    with duckdb.connect(str(tmp_path / "k.duckdb")) as con:
+        changed = spill.SpilledRows(
+            con, "select range as id, hash(range) as row_fingerprint from range(40) order by 1"
+        )
+        keys = fetch_arrow(con, "select range as id from range(40) order by 1")
+        other = fetch_arrow(con, "select range + (range = 33)::int as id from range(40)")
+    assert upkeep._same_rows(keys, changed)
+    assert not upkeep._same_rows(other, changed)
+    assert not upkeep._same_rows(keys.slice(0, 39), changed)
+
+
 def test_wide_rows_come_in_smaller_batches_with_the_same_embeddings(
     small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A batch holds what fits `BATCH_BYTES`, measured on the batch before: the customers
     (child sets, child statistics, references) are embedded in batches whose inputs stay
     near the budget, and the embeddings are those of a single batch."""
-    spec = write_spec(
-        tmp_path / "s.yaml", demo_spec_dict(small_demo, tmp_path / "a", training=FAST_TRAINING)
-    )
+    data = demo_spec_dict(small_demo, tmp_path / "a", training=FAST_TRAINING)
+    customers = data["spaces"]["customers"]
+    customers["children"] = customers["children"][:1]  # orders (with its children: none)
+    customers.pop("columns")  # no target: no predictor to train
+    data["spaces"]["orders"].pop("children")
+    data["spaces"] = {k: data["spaces"][k] for k in ("customers", "orders", "regions")}
+    spec = write_spec(tmp_path / "s.yaml", data)
     runner.run(spec, progress=False)
     with duckdb.connect(str(small_demo)) as con:
         whole = con.execute(
@@ -107,6 +145,7 @@ def test_wide_rows_come_in_smaller_batches_with_the_same_embeddings(
 
     monkeypatch.setattr(space_module, "read_space_inputs", measured)
     monkeypatch.setattr(upkeep, "FIRST_BATCH_ROWS", 5)
+    monkeypatch.setattr(upkeep, "MIN_BATCH_ROWS", 5)
     with duckdb.connect(str(small_demo), read_only=True) as con:
         n = con.execute("select count(*) from main.stg_customers").fetchone()[0]
     budget = 60_000  # about 10 rows of the demo's customers

@@ -40,6 +40,8 @@ DRIFT_ROWS = 0.25
 DRIFT_NULLS = 0.10
 """An input column's null share moved by more than this (absolute)."""
 CHANGED_TABLE = "__changed_rows"
+SPILL_FOLDER = "spill"
+"""Under the artifacts folder: the keys of the rows a running step computes again."""
 
 
 def profile_summary(profiles: list[ColumnProfile], n_rows: int) -> dict:
@@ -233,7 +235,11 @@ def row_changes(
             to_compute += f" anti join {waiting} s on {on}"
         else:
             con.execute(f"drop table {waiting}")
-    changed = SpilledRows(con, f"{to_compute} order by {', '.join(quote(k) for k in keys)}")
+    changed = SpilledRows(
+        con,
+        f"{to_compute} order by {', '.join(quote(k) for k in keys)}",
+        folder=spec.artifacts / SPILL_FOLDER,
+    )
     rows = con.execute(f"select count(*) from {FINGERPRINTS_TABLE}").fetchone()[0]
     everything = partition is None and changed.num_rows + pending == rows
     return RowChanges(changed, rows, removed, pending, everything, partition)
@@ -266,6 +272,7 @@ def publish(
     """In one transaction, bring output table `table` up to date from its pending rows:
     replaced whole when every row was computed, else the pending rows replace theirs and the
     removed rows are deleted. Readers see the old table or the new one, never a mix."""
+    changes.changed.close()  # every batch is staged: the keys are not read again
     keys = spec.spaces[name].key_columns
     pending = pending_table(table, changes.partition)
     if not warehouse.table_exists(con, f"{warehouse.output_schema}.{pending}"):
@@ -284,6 +291,9 @@ BATCH_BYTES = 256 * 2**20
 them takes a few times as much for a moment): rows with many children or wide child
 statistics come in smaller batches. The first batch (`FIRST_BATCH_ROWS`) measures a row."""
 FIRST_BATCH_ROWS = 8_192
+MIN_BATCH_ROWS = 1_024
+"""Fewer rows than this are not worth a batch of their own, however wide (a batch of rows of
+more than `BATCH_BYTES / MIN_BATCH_ROWS` holds more than the budget)."""
 BATCH_TABLE = "__batch_rows"
 
 
@@ -303,7 +313,7 @@ def batch_inputs(
     every row, already read (one batch, nothing read again) when every row is to be
     computed."""
     timed = clock or (lambda _: contextlib.nullcontext())
-    if inputs is not None and _same_rows(inputs.keys, changes.changed):
+    if inputs is not None and inputs.n_rows and _same_rows(inputs.keys, changes.changed):
         # every row is in memory already: so are their keys and fingerprints
         batch = next(changes.changed.slices(lambda: changes.changed.num_rows))
         with timed("read inputs"), warehouse.connect() as con:
@@ -327,7 +337,7 @@ def batch_inputs(
             finally:
                 con.unregister(BATCH_TABLE)
         per_row = part.nbytes() / max(part.n_rows, 1)
-        size["rows"] = int(min(BATCH_ROWS, max(FIRST_BATCH_ROWS, BATCH_BYTES // max(per_row, 1))))
+        size["rows"] = int(min(BATCH_ROWS, max(MIN_BATCH_ROWS, BATCH_BYTES // max(per_row, 1))))
         yield batch, part, fingerprints, more
 
 

@@ -8,6 +8,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -17,12 +18,23 @@ READ_ROWS = 65_536
 """Rows fetched from the warehouse (and written to the file) at once."""
 
 
-class SpilledRows:
-    """The rows of a query, in the query's order, in a temporary file removed with this
-    object (or `close`)."""
+PREFIX = "spilled_rows_"
 
-    def __init__(self, con: Connection, query: str, params: list | None = None) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="spilled_rows_", suffix=".arrows")
+
+class SpilledRows:
+    """The rows of a query, in the query's order, in a temporary file in `folder` (the
+    system's temporary folder if None) removed with this object (or `close`). Files that a
+    killed process left in `folder` are removed when the next one is made."""
+
+    def __init__(
+        self, con: Connection, query: str, params: list | None = None, folder: Path | None = None
+    ) -> None:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(folder)
+        handle, self.path = tempfile.mkstemp(
+            prefix=f"{PREFIX}{os.getpid()}_", suffix=".arrows", dir=folder
+        )
         os.close(handle)
         self.num_rows = 0
         try:
@@ -65,3 +77,22 @@ class SpilledRows:
     def __del__(self) -> None:
         if getattr(self, "path", None) and os is not None:
             self.close()
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the files of processes that are gone (a run killed with SIGKILL)."""
+    for path in folder.glob(f"{PREFIX}*"):
+        pid = path.name[len(PREFIX) :].split("_", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
