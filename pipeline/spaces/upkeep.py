@@ -313,25 +313,17 @@ def batch_inputs(
     every row, already read (one batch, nothing read again) when every row is to be
     computed."""
     timed = clock or (lambda _: contextlib.nullcontext())
-    if inputs is not None and inputs.n_rows and _same_rows(inputs.keys, changes.changed):
-        # every row is in memory already: so are their keys and fingerprints
-        batch = next(changes.changed.slices(lambda: changes.changed.num_rows))
-        with timed("read inputs"), warehouse.connect() as con:
-            rows_table_of(con, inputs.keys)
-            con.register(BATCH_TABLE, batch)
-            try:
-                fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
-                more = read_more(con) if read_more else None
-            finally:
-                con.unregister(BATCH_TABLE)
-        yield batch, inputs, fingerprints, more
-        return
-    size = {"rows": min(BATCH_ROWS, FIRST_BATCH_ROWS)}
+    given = inputs is not None and inputs.n_rows and _same_rows(inputs.keys, changes.changed)
+    size = {"rows": changes.changed.num_rows if given else min(BATCH_ROWS, FIRST_BATCH_ROWS)}
     for batch in changes.changed.slices(lambda: size["rows"]):
         with timed("read inputs"), warehouse.connect() as con:
             con.register(BATCH_TABLE, batch)
             try:
-                part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
+                if given:
+                    rows_table_of(con, inputs.keys)
+                    part = inputs
+                else:
+                    part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
                 fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
                 more = read_more(con) if read_more else None
             finally:
