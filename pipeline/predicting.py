@@ -14,6 +14,7 @@ from pipeline.predictors import Predictor, predictor_features, read_target, trai
 from pipeline.predictors.leakage import find_leaks
 from pipeline.predictors.predictions import Stopwatch, predictions_table, score_rows
 from pipeline.predictors.reads import (
+    current_embeddings,
     out_of_fold,
     split_by_training,
     stored_embeddings,
@@ -31,7 +32,14 @@ from pipeline.spaces.row_fingerprints import (
 )
 from pipeline.spaces.space import TRAINING_ROWS, Space
 from pipeline.spaces.training import TrainingResult
-from pipeline.spaces.upkeep import batch_inputs, partition_of, publish, row_changes, stage
+from pipeline.spaces.upkeep import (
+    BATCH_TABLE,
+    batch_inputs,
+    partition_of,
+    publish,
+    row_changes,
+    stage,
+)
 from pipeline.spec import Spec
 from pipeline.warehouse.connection import Connection
 from pipeline.warehouse.sql import qualified
@@ -116,7 +124,6 @@ def predict(
     name: str,
     target: str,
     clock: Stopwatch | None = None,
-    just_embedded: bool = False,
     inputs: SpaceInputs | None = None,
     partition: int | None = None,
 ) -> int:
@@ -124,9 +131,11 @@ def predict(
     new, whose fingerprint changed or that another predictor version scored, remove rows that
     left the table, keep the rest (see `embed`); returns the rows scored.
     `clock`: sums the seconds of each part (read inputs, embed, score, importance, OOD,
-    build table, write). `just_embedded`: `embed` has just written every row's embedding
-    from the same inputs (as in `run`), so they are read instead of computed again.
-    `inputs`, `partition`: as for `embed`."""
+    build table, write). A batch whose rows all have a stored embedding that the current
+    space version computed from their current inputs (as `embed` leaves them) reads those
+    instead of computing them again, and then, for a predictor that does not run the space
+    model (`Predictor.reads_tokens`), reads only the columns and child statistics beside
+    them. `inputs`, `partition`: as for `embed`."""
     clock = clock or Stopwatch()
     space = Space.load(space_folder(spec, name))
     predictor = Predictor.load(predictor_folder(spec, name, target))
@@ -151,14 +160,14 @@ def predict(
     written = 0
 
     def embedded(con: Connection) -> np.ndarray | None:
-        if not just_embedded:
-            return None
-        try:  # the batch's rows, embedded by this version
-            return stored_embeddings(con, spec, name, space.version)
-        except PipelineError:
-            return None
+        return current_embeddings(con, spec, name, space.version, BATCH_TABLE)
 
-    batches = batch_inputs(warehouse, spec, space, changes, inputs, embedded, clock)
+    def needs_tokens(stored: np.ndarray | None) -> bool:
+        return stored is None or predictor.reads_tokens
+
+    batches = batch_inputs(
+        warehouse, spec, space, changes, inputs, embedded, clock, needs_tokens=needs_tokens
+    )
     for batch, part, fingerprints, stored in batches:
         with clock("score"):
             labelled, outputs = out_of_fold(predictor, part.keys)

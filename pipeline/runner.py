@@ -230,7 +230,7 @@ def run(spec: Spec, progress: bool = True, retrain: bool = False) -> dict[str, d
                 predictor = train_target(spec, name, target, shared.get(name))
             else:
                 predictor = Predictor.load(predictor_folder(spec, name, target))
-            rows = predict(spec, name, target, just_embedded=True, inputs=shared.get(name))
+            rows = predict(spec, name, target, inputs=shared.get(name))
             summary[name][f"{target}_trained"] = reason
             summary[name][f"{target}_rows_predicted"] = rows
             summary[name][f"{target}_metrics"] = predictor.metrics

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from pipeline.predictors import read_target, train_predictor
 from pipeline.predictors.calibration import fit_temperature, softmax
+from pipeline.predictors.distance import OOD_NEIGHBOURS, knn_distance
 from pipeline.predictors.features import PredictorFeatures
 from pipeline.predictors.predictions import OOD_WARNING_SIGMA, predictions_table
 
@@ -90,3 +91,18 @@ def test_the_predictor_is_calibrated_on_fresh_rows_and_flags_far_ones():
     )
     warnings = table.column("warnings").to_pylist()
     assert all(any("out of distribution" in w for w in row) for row in warnings)
+
+
+def test_distance_to_the_training_rows_is_the_exact_nearest_neighbours_mean():
+    rng = np.random.default_rng(2)
+    reference = rng.standard_normal((300, 8)).astype(np.float32)
+    rows = rng.standard_normal((1000, 8)).astype(np.float32)
+    squared = ((rows[:, None, :] - reference[None]) ** 2).sum(axis=2)
+    expected = np.sqrt(np.sort(squared, axis=1)[:, :OOD_NEIGHBOURS]).mean(axis=1)
+    np.testing.assert_allclose(knn_distance(rows, reference, batch_size=128), expected, rtol=1e-4)
+    # each reference row against the others: itself left out
+    own = ((reference[:, None, :] - reference[None]) ** 2).sum(axis=2)
+    expected = np.sqrt(np.sort(own, axis=1)[:, 1 : OOD_NEIGHBOURS + 1]).mean(axis=1)
+    np.testing.assert_allclose(
+        knn_distance(reference, reference, exclude_self=True), expected, rtol=1e-4, atol=1e-5
+    )

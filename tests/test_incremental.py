@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline import runner
+from pipeline.errors import PipelineError
 from pipeline.spaces import upkeep
 from pipeline.spaces.neighbour_table import META_FILE, index_folder
 from pipeline.spaces.space import Space
@@ -262,3 +263,54 @@ def test_a_new_number_of_neighbours_rewrites_the_table_without_training(copied_r
     assert all(s["trained"] is None for s in summary.values())
     (deepest,) = _execute(spec, "select max(rank) from ml.customers_neighbours")[0]
     assert deepest == (3,)
+
+
+def test_predict_reads_the_stored_embeddings_and_only_the_columns_trees_read(
+    copied_run: Spec, monkeypatch: pytest.MonkeyPatch
+):
+    """A tree predictor scores from the embeddings `embed` stored (same version, same row
+    fingerprint) and reads only the parent's columns and child statistics beside them; a row
+    whose stored embedding is stale sends its batch back to the space model. Both give the
+    same predictions."""
+    data = copied_run.model_dump(mode="json")
+    data["spaces"]["customers"]["columns"]["churned"]["model"] = "gbdt"
+    spec = write_spec(Path(copied_run.artifacts).parent / "gbdt.yaml", data)
+    runner.train_target(spec, "customers", "churned")
+    reads: list[bool] = []
+    read_inputs = Space.read_inputs
+
+    def spy(self, *args, **kwargs):
+        inputs = read_inputs(self, *args, **kwargs)
+        reads.append(inputs.tokens)
+        return inputs
+
+    monkeypatch.setattr(Space, "read_inputs", spy)
+    n_rows = runner.predict(spec, "customers", "churned")
+    assert n_rows > 0 and reads and not any(reads)  # no text vectors, child sets, references
+    query = f"select customer_id, probability, feature_importance from ml.{PREDICTIONS}"
+    light = {k: (p, f) for k, p, f in _execute(spec, query)[0]}
+    assert len(light) == n_rows
+
+    reads.clear()
+    _execute(
+        spec,
+        "update ml.customers_embeddings set space_version = 'an older one' "
+        "where customer_id % 2 = 0",
+        f"delete from ml.{PREDICTIONS}",
+    )
+    assert runner.predict(spec, "customers", "churned") == n_rows
+    assert reads and all(reads)  # stale embeddings: computed again from every token
+    again = {k: (p, f) for k, p, f in _execute(spec, query)[0]}
+    assert set(again) == set(light)
+    np.testing.assert_allclose(
+        [again[k][0] for k in light], [light[k][0] for k in light], rtol=1e-5, atol=1e-6
+    )
+    assert all(set(again[k][1]) == set(light[k][1]) for k in light)
+
+    # inputs read for the trees cannot run the space model
+    space = Space.load(runner.space_folder(spec, "customers"))
+    with runner.warehouse_of(spec).connect() as con:
+        inputs = read_inputs(space, runner.warehouse_of(spec), con, spec, tokens=False)
+    assert not inputs.children and not inputs.references
+    with pytest.raises(PipelineError, match="space customers: these inputs were read without"):
+        space.embed(inputs)

@@ -11,6 +11,7 @@ better of the two on 4 of 7 real tasks (PLAID +0.0049 AUC, InstEval +0.0014, NLS
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ class BlendedModel:
     """The mean of its parts' raw outputs (logits or values); their fold models, unchanged."""
 
     parts: list[GradientBoostedModel]
+    reads_tokens: ClassVar[bool] = False
 
     def raw(self, features: PredictorFeatures) -> np.ndarray:
         return np.mean([part.raw(features) for part in self.parts], axis=0)

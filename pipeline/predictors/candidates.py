@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,11 @@ from pipeline.predictors.targets import Target
 
 
 class FittedModel(Protocol):
+    reads_tokens: ClassVar[bool]
+    """Scoring runs the space model on the rows' inputs (a fine-tuned model to score, a model
+    without its own contributions to measure importance by masking tokens); else the stored
+    embedding, the parent's columns and the child statistics are all it reads."""
+
     def raw(self, features: PredictorFeatures) -> np.ndarray:
         """Logits [n, n_classes] (classification) or values [n] (regression)."""
 

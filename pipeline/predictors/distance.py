@@ -3,8 +3,8 @@ embeddings, and each input's range over the labelled rows (out-of-distribution c
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
-import torch
 
 from pipeline.predictors.features import PredictorFeatures
 
@@ -13,24 +13,26 @@ OOD_NEIGHBOURS = 5
 
 
 def knn_distance(
-    x: np.ndarray, reference: np.ndarray, exclude_self: bool = False, batch_size: int = 4096
+    x: np.ndarray, reference: np.ndarray, exclude_self: bool = False, batch_size: int = 65_536
 ) -> np.ndarray:
     """[n]: mean Euclidean distance from each row of `x` to its `OOD_NEIGHBOURS` nearest rows
-    of `reference` (leaving out the nearest, the row itself, with `exclude_self`). Squared
-    distances come from one matrix product per batch of rows, and only the nearest are
-    square-rooted."""
+    of `reference` (leaving out the nearest, the row itself, with `exclude_self`): an exact
+    search of a faiss flat index, in batches of rows (0.96 s for 300k rows against 2,000,
+    64-d, where a matrix product and `topk` in torch took 1.73 s)."""
     out = np.empty(len(x), np.float32)
     k = min(OOD_NEIGHBOURS + int(exclude_self), len(reference))
-    ref = torch.from_numpy(np.ascontiguousarray(reference, np.float32))
-    ref_squared = ref.square().sum(dim=1)
+    if k - int(exclude_self) <= 0:  # no other reference row: no distance
+        out[:] = np.nan
+        return out
+    index = faiss.IndexFlatL2(reference.shape[1])
+    index.add(np.ascontiguousarray(reference, np.float32))
     for start in range(0, len(x), batch_size):
-        rows = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], np.float32))
-        squared = torch.addmm(ref_squared[None], rows, ref.T, alpha=-2)
-        squared += rows.square().sum(dim=1, keepdim=True)
-        nearest = squared.topk(k, largest=False).values.clamp_min_(0).sqrt_()
+        rows = np.ascontiguousarray(x[start : start + batch_size], np.float32)
+        squared, _ = index.search(rows, k)
+        nearest = np.sqrt(np.maximum(squared, 0.0))
         if exclude_self:
             nearest = nearest[:, 1:]
-        out[start : start + batch_size] = nearest.mean(dim=1).numpy()
+        out[start : start + batch_size] = nearest.mean(axis=1)
     return out
 
 

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.encoders import column_type
-from pipeline.spaces.inputs import SpaceInputs
-
-LABEL_TYPES = ("category", "ordinal", "boolean")
+from pipeline.spaces.inputs import SpaceInputs, table_column
 
 
 @dataclass
@@ -52,14 +50,15 @@ def predictor_features(
     blocks, names, groups, categorical = [], [], [], []
     for column in inputs.columns:
         kind = column.codec.type
-        if column_type(kind).reads_numbers and column.raw is not None:
+        numbers = column_type(kind).reads_numbers
+        if not table_column(kind) or (numbers and column.raw is None):
+            continue  # text, email, url, json, vectors: the embedding carries them
+        if numbers:
             values = np.asarray(column.raw, np.float64)
-        elif kind in LABEL_TYPES:
+        else:
             present = column.arrays["present"].numpy()
             values = np.where(present, column.arrays["target"].numpy(), np.nan).astype(np.float64)
             categorical.append(len(names))
-        else:
-            continue  # text, email, url, json, vectors: the embedding carries them
         blocks.append(values.reshape(n, 1))
         names.append(column.name)
         groups.append(column.name)

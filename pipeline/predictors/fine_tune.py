@@ -167,6 +167,7 @@ class FineTunedModel:
     target_mean: float = 0.0
     target_std: float = 1.0
     record: dict = field(default_factory=dict)
+    reads_tokens: ClassVar[bool] = True
 
     @torch.no_grad()
     def raw(self, features: PredictorFeatures) -> np.ndarray:

@@ -10,6 +10,7 @@ training rows without their labels, kept most of what the embedding adds where i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import lightgbm
 import numpy as np
@@ -72,6 +73,7 @@ class GradientBoostedModel:
     None for a model saved before the axes, which read the whole embedding."""
     record: dict = field(default_factory=dict)
     """How it was trained: rounds, early-stopping loss, parameters."""
+    reads_tokens: ClassVar[bool] = False
     paths: torch.Tensor | None = field(default=None, repr=False, compare=False)
     """`path_contributions` of the booster, built when first needed."""
 

@@ -53,6 +53,7 @@ class EmbeddingMLPModel:
     target_std: float = 1.0
     record: dict = field(default_factory=dict)
     """How it was trained: epochs, steps, early-stopping loss, hyperparameters."""
+    reads_tokens: ClassVar[bool] = True  # importance by masking the space's tokens
 
     @torch.no_grad()
     def raw(self, features: PredictorFeatures) -> np.ndarray:

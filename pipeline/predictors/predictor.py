@@ -153,6 +153,12 @@ class Predictor:
         }
 
     @property
+    def reads_tokens(self) -> bool:
+        """Scoring runs the space model on the rows' inputs (see `FittedModel.reads_tokens`);
+        else it reads the stored embeddings beside the parent's columns and child statistics."""
+        return self.models[0].reads_tokens
+
+    @property
     def reads_embeddings(self) -> bool:
         """The fold models read the space's embeddings (a fine-tuned model runs the space
         itself on the space's inputs instead)."""

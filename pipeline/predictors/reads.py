@@ -13,10 +13,12 @@ from pipeline.errors import PipelineError
 from pipeline.predictors import Predictor
 from pipeline.spaces.hierarchy import embeddings_table
 from pipeline.spaces.reads import ROWS_TABLE, read_in_row_order
+from pipeline.spaces.row_fingerprints import FINGERPRINT
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import stored_profiles
 from pipeline.warehouse.connection import Connection, fetch_arrow
-from pipeline.warehouse.sql import quote
+from pipeline.warehouse.sql import literal, quote
+from pipeline.warehouse.vectors import vectors_of
 
 
 def stored_embeddings(con: Connection, spec: Spec, name: str, version: str) -> np.ndarray:
@@ -39,6 +41,29 @@ def stored_embeddings(con: Connection, spec: Spec, name: str, version: str) -> n
         )
     flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return flat.astype(np.float32).reshape(len(table), -1)
+
+
+def current_embeddings(
+    con: Connection, spec: Spec, name: str, version: str, fingerprints: str
+) -> np.ndarray | None:
+    """The stored embeddings of `__space_rows` in row order when every row has one that the
+    space's `version` computed from the row's current inputs (its `row_fingerprint` as in the
+    table `fingerprints`: key columns and fingerprint); else None (they are to be computed)."""
+    keys = spec.spaces[name].key_columns
+    on_rows = " and ".join(f"f.{quote(k)} = r.{quote(k)}" for k in keys)
+    on_stored = " and ".join(f"e.{quote(k)} = r.{quote(k)}" for k in keys)
+    table = fetch_arrow(
+        con,
+        f"select e.embedding from {ROWS_TABLE} r join {fingerprints} f on {on_rows} "
+        f"left join {embeddings_table(spec, name)} e on {on_stored} "
+        f"and e.space_version = {literal(version)} and e.{FINGERPRINT} = f.{FINGERPRINT} "
+        "order by r.__row",
+    )
+    n_rows = con.execute(f"select count(*) from {ROWS_TABLE}").fetchone()[0]
+    column = table.column("embedding")
+    if table.num_rows != n_rows or column.null_count:
+        return None
+    return vectors_of(table)
 
 
 def target_column(con: Connection, spec: Spec, name: str, target: str) -> pa.ChunkedArray:

@@ -11,14 +11,25 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from pipeline.encoders import column_type
 from pipeline.encoders.base import Codec
 
 if TYPE_CHECKING:
     from pipeline.spaces.child_features import ChildStatistics
 
+TABLE_TYPES = ("category", "ordinal", "boolean")
+"""Column types read as class indices by a model beside the embedding (numbers are read as
+they are; text, emails, URLs, JSON and vectors reach it through the embedding alone)."""
+
 LIST_ITEM_BYTES = 64
 """What a value read into a Python list holds, about (a small str or float object and its
 pointer)."""
+
+
+def table_column(type_name: str) -> bool:
+    """Whether a model beside the embedding (the tree predictors) reads a column of this
+    type itself: numbers as they are, labels as class indices."""
+    return column_type(type_name).reads_numbers or type_name in TABLE_TYPES
 
 
 def _nbytes(array: torch.Tensor | np.ndarray | int | None) -> int:
@@ -88,6 +99,9 @@ class SpaceInputs:
     """`features` and `defined`, normalised by `statistics` (model inputs)."""
     missing_columns: list[str] = field(default_factory=list)
     new_columns: list[str] = field(default_factory=list)
+    tokens: bool = True
+    """False: read for a model beside the stored embedding (`table_column` columns and the
+    child statistics alone): the space model cannot run on these inputs."""
 
     def drift_warnings(self, table: str) -> list[str]:
         """Schema drift since training, in words: what was missing or new and what was done."""

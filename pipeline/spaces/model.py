@@ -15,6 +15,7 @@ from torch import nn
 from pipeline.encoders import build_encoder
 from pipeline.encoders.sets import ChildSetEncoder, ChildStatisticsEncoder, ReferenceEncoder
 from pipeline.encoders.text_vectors import TEXT_DIM
+from pipeline.errors import PipelineError
 from pipeline.spaces.inputs import SpaceInputs
 from pipeline.spaces.last_layer import first_position
 from pipeline.spaces.principal import (
@@ -100,6 +101,11 @@ def gather(
     With `child_limit` (training), a row with more children keeps a random `child_limit` of
     them, in their order and with their positions: an update costs what a short set costs,
     and the set's token learns from every subset of it over the run."""
+    if not inputs.tokens:
+        raise PipelineError(
+            f"space {inputs.space}: these inputs were read without the model's tokens (for a "
+            "predictor beside the stored embedding): the space model cannot run on them"
+        )
     batch = []
     for column in inputs.columns:
         part = {k: v[rows] for k, v in column.arrays.items() if k != "text_row"}

@@ -21,7 +21,7 @@ from pipeline.spaces.child_plans import (
 )
 from pipeline.spaces.child_stats import child_statistics
 from pipeline.spaces.hierarchy import read_children, read_references
-from pipeline.spaces.inputs import ColumnInput, SpaceInputs
+from pipeline.spaces.inputs import ColumnInput, SpaceInputs, table_column
 from pipeline.spec import Spec
 from pipeline.understanding.profiling import ColumnProfile, stored_profiles
 from pipeline.warehouse.connection import Connection, Warehouse, fetch_arrow, table_columns
@@ -106,12 +106,17 @@ def read_space_inputs(
     statistics: ChildStatistics | None = None,
     child_embeddings: dict[str, str] | None = None,
     only: str | None = None,
+    tokens: bool = True,
 ) -> SpaceInputs:
     """Read and encode a space's inputs. Give `profiles` to fit codecs and child statistics,
     or the fitted `codecs` and `statistics` (None: the space had no children).
-    `child_embeddings`: see `read_children`; `only`: see `create_rows_table`."""
+    `child_embeddings`: see `read_children`; `only`: see `create_rows_table` (`ROWS_TABLE`:
+    `__space_rows` is already made); `tokens=False`: only what a model beside the stored
+    embedding reads (`inputs.table_column` columns and the child statistics; no text
+    vectors, child sets or references), for fitted codecs."""
     space = spec.spaces[name]
-    create_rows_table(con, spec, name, only)
+    if only != ROWS_TABLE:
+        create_rows_table(con, spec, name, only)
     keys_sql = ", ".join(quote(k) for k in space.key_columns)
     keys = fetch_arrow(con, f"select {keys_sql} from {ROWS_TABLE} order by __row")
     if codecs is None:
@@ -119,6 +124,8 @@ def read_space_inputs(
         wanted = {p.column: p.detected_type for p in profiles if p.is_input}
     else:
         wanted = {column: codec.type for column, codec in codecs.items()}
+        if not tokens:
+            wanted = {column: kind for column, kind in wanted.items() if table_column(kind)}
     present_columns = table_columns(con, space.table)
     missing = [c for c in wanted if c not in present_columns]
     readable = {c: t for c, t in wanted.items() if c in present_columns}
@@ -142,11 +149,15 @@ def read_space_inputs(
                 else [None] * keys.num_rows
             )
         codec = codecs[column] if codecs is not None else fit_codec(type_name, column, raw)
-        columns.append(encode_column(warehouse, con, codec, raw))
+        columns.append(encode_column(warehouse, con, codec, raw, text=tokens))
         columns[-1].raw = raw
-    children = read_children(warehouse, con, spec, name, ROWS_TABLE, child_embeddings)
-    references = read_references(warehouse, con, spec, name, ROWS_TABLE)
-    inputs = SpaceInputs(name, keys, columns, children, references, missing_columns=missing)
+    children, references = [], []
+    if tokens:
+        children = read_children(warehouse, con, spec, name, ROWS_TABLE, child_embeddings)
+        references = read_references(warehouse, con, spec, name, ROWS_TABLE)
+    inputs = SpaceInputs(
+        name, keys, columns, children, references, missing_columns=missing, tokens=tokens
+    )
     if codecs is None and (space.children or space.references):
         profiles_of = {
             s: stored_profiles(con, spec, s) for s in sorted(referenced_spaces(spec, name))
@@ -168,13 +179,18 @@ def read_space_inputs(
 
 
 def encode_column(
-    warehouse: Warehouse, con: Connection, codec: Codec, raw: list | np.ndarray, keep: bool = True
+    warehouse: Warehouse,
+    con: Connection,
+    codec: Codec,
+    raw: list | np.ndarray,
+    keep: bool = True,
+    text: bool = True,
 ) -> ColumnInput:
     """Values as read, through a fitted codec (text through the cached MiniLM vectors; `keep`:
-    cache the vectors of new text values)."""
+    cache the vectors of new text values; `text=False`: no text vectors)."""
     arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.transform(raw).items()}
     text_vectors = None
-    if codec.semantic:
+    if codec.semantic and text:
         texts = codec.texts(raw)
         distinct = sorted({t for t in texts if t is not None})
         position = {t: i + 1 for i, t in enumerate(distinct)}

@@ -150,11 +150,17 @@ class Space:
         return space
 
     def read_inputs(
-        self, warehouse: Warehouse, con: Connection, spec: Spec, only: str | None = None
+        self,
+        warehouse: Warehouse,
+        con: Connection,
+        spec: Spec,
+        only: str | None = None,
+        tokens: bool = True,
     ) -> SpaceInputs:
         """Current rows of the table (or those whose key is in the table `only`) through the
         saved codecs (no refitting). Refuses when a child or referenced space was retrained
-        since this one was trained on its embeddings."""
+        since this one was trained on its embeddings. `tokens=False`: only what a model
+        beside the stored embedding reads (see `read_space_inputs`)."""
         self.check_read_versions(read_versions(warehouse, con, spec, self.name))
         inputs = read_space_inputs(
             warehouse,
@@ -163,12 +169,17 @@ class Space:
             self.name,
             codecs=self.codecs,
             statistics=self.statistics,
-            child_embeddings=embed_children_as_of(warehouse, con, spec, self.name),
+            child_embeddings=embed_children_as_of(warehouse, con, spec, self.name)
+            if tokens
+            else None,
             only=only,
+            tokens=tokens,
         )
         if self.table_columns:
             current = table_columns(con, spec.spaces[self.name].table)
             inputs.new_columns = [c for c in current if c not in self.table_columns]
+        if not tokens:
+            return inputs
         expected = [t.name for t in self.model.tokens]
         found = [t.name for t in token_specs(inputs)]
         if found != expected:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from pipeline.errors import SpecError
 from pipeline.spaces.inputs import SpaceInputs
-from pipeline.spaces.reads import rows_table_of
+from pipeline.spaces.reads import ROWS_TABLE, create_rows_table, rows_table_of
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
     FINGERPRINTS_TABLE,
@@ -305,13 +305,16 @@ def batch_inputs(
     inputs: SpaceInputs | None = None,
     read_more: Callable[[Connection], Any] | None = None,
     clock: Callable[[str], AbstractContextManager] | None = None,
+    needs_tokens: Callable[[Any], bool] | None = None,
 ) -> Iterator[tuple[pa.Table, SpaceInputs, pa.ChunkedArray, Any]]:
     """The changed rows in batches: (batch, its inputs through the saved codecs, their
-    fingerprints in the inputs' row order, `read_more(con)` with the batch's rows in
-    `__space_rows`). The warehouse is open only while a batch is read; a batch holds as many
-    rows as fit `BATCH_BYTES` (at most `BATCH_ROWS`), measured on the batch before. `inputs`:
-    every row, already read (one batch, nothing read again) when every row is to be
-    computed."""
+    fingerprints in the inputs' row order, `read_more(con)`). `read_more` runs first, with
+    the batch's rows in `__space_rows` and their keys and fingerprints in `__batch_rows`;
+    `needs_tokens(what it read)`: False reads only what a model beside the stored embedding
+    reads (`Space.read_inputs(tokens=False)`). The warehouse is open only while a batch is
+    read; a batch holds as many rows as fit `BATCH_BYTES` (at most `BATCH_ROWS`), measured
+    on the batch before. `inputs`: every row, already read (one batch, nothing read again)
+    when every row is to be computed."""
     timed = clock or (lambda _: contextlib.nullcontext())
     given = inputs is not None and inputs.n_rows and _same_rows(inputs.keys, changes.changed)
     size = {"rows": changes.changed.num_rows if given else min(BATCH_ROWS, FIRST_BATCH_ROWS)}
@@ -321,11 +324,14 @@ def batch_inputs(
             try:
                 if given:
                     rows_table_of(con, inputs.keys)
-                    part = inputs
                 else:
-                    part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE)
-                fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
+                    create_rows_table(con, spec, space.name, only=BATCH_TABLE)
                 more = read_more(con) if read_more else None
+                part = inputs
+                if not given:
+                    tokens = needs_tokens(more) if needs_tokens else True
+                    part = space.read_inputs(warehouse, con, spec, only=ROWS_TABLE, tokens=tokens)
+                fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
             finally:
                 con.unregister(BATCH_TABLE)
         per_row = part.nbytes() / max(part.n_rows, 1)

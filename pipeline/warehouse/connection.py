@@ -226,16 +226,20 @@ class Warehouse:
         other row keeps everything it had."""
         target, source = self.output_table(name), self.output_table(pending)
         on = " and ".join(f"t.{quote(k)} = d.{quote(k)}" for k in keys)
-        if replace:
-            statements = [f"create or replace table {target} as select * from {source}"]
+        if replace:  # renamed, not copied: a copy of MAP columns costs as much as the batches
+            statements = [
+                f"drop table if exists {target}",
+                f"alter table {source} rename to {quote(name)}",
+            ]
         else:  # created empty if missing: partitions publishing at once never replace it
             statements = [
                 f"create table if not exists {target} as select * from {source} limit 0",
                 f"delete from {target} t using {source} d where {on}",
                 f"delete from {target} t using __removed d where {on}",
                 f"insert into {target} by name select * from {source}",
+                f"drop table {source}",
             ]
-        self.transaction(con, {"__removed": removed}, [*statements, f"drop table {source}"])
+        self.transaction(con, {"__removed": removed}, statements)
 
     def delete_rows(self, con: Connection, name: str, keys: list[str], removed: pa.Table) -> None:
         """Delete the rows of output table `name` whose key is in `removed` (one transaction)."""
