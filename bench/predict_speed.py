@@ -13,6 +13,11 @@ Usage:
   .venv/bin/python bench/predict_speed.py --rows 30000 --model mlp
   .venv/bin/python bench/predict_speed.py --rows 30000 --profile  # cProfile of predict
   .venv/bin/python bench/predict_speed.py --rows 30000 --folder /tmp/predict_speed  # reuse
+  # an existing warehouse whose spaces and predictor are trained and embedded (e.g. one
+  # that bench/scale.py or bench/warehouse_time.py left): its predictions are removed and
+  # every row is scored again
+  .venv/bin/python bench/predict_speed.py --spec /tmp/s/scale_sf1_spaces.yaml \
+      --target customer.c_mktsegment
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline import runner  # noqa: E402
 from pipeline.predictors import gbdt  # noqa: E402
-from pipeline.spec import parse_spec  # noqa: E402
+from pipeline.spec import load_spec, parse_spec  # noqa: E402
 
 N_STORES = 200
 N_NUMBERS = 8
@@ -102,7 +107,9 @@ def spec_for(warehouse: Path, artifacts: Path, model: str, time_budget_s: float)
     )
 
 
-def timed_predict(spec, profile: bool) -> tuple[float, float, dict[str, tuple[float, float]]]:
+def timed_predict(
+    spec, profile: bool, space: str = "sales", target: str = "returned"
+) -> tuple[float, float, dict[str, tuple[float, float]]]:
     """Wall and CPU seconds of `runner.predict`, and of each of its parts (when it reports
     them)."""
     clock = None
@@ -114,7 +121,10 @@ def timed_predict(spec, profile: bool) -> tuple[float, float, dict[str, tuple[fl
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    runner.predict(spec, "sales", "returned", **({"clock": clock} if clock else {}))
+    options = {"clock": clock} if clock else {}
+    if "just_embedded" in inspect.signature(runner.predict).parameters:  # before 9b2fe7d
+        options["just_embedded"] = True  # stored embeddings, as `run` read them
+    runner.predict(spec, space, target, **options)
     if profiler:
         profiler.disable()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -146,16 +156,51 @@ def main() -> None:
         "two versions of the code can be timed on the same models); default: a temp folder",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--spec", type=Path, help="time an existing warehouse's predictor")
+    parser.add_argument("--target", help="with --spec: SPACE.TARGET")
     args = parser.parse_args()
     gbdt.MAX_ROUNDS = args.gbdt_rounds
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    if args.spec:
+        existing(args.spec, args.target, args.profile)
+        return
     with contextlib.ExitStack() as stack:
         folder = args.folder or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         folder.mkdir(parents=True, exist_ok=True)
         run(folder, args)
+
+
+def existing(spec_path: Path, target: str, profile: bool) -> None:
+    """Score every row of an existing warehouse's `SPACE.TARGET` again, timed."""
+    spec = load_spec(spec_path)
+    space, column = target.split(".", 1)
+    con = duckdb.connect(str(spec.warehouse))
+    try:
+        rows = con.execute(f"select count(*) from {spec.spaces[space].table}").fetchone()[0]
+        con.execute(f"delete from {spec.output_schema}.{space}__{column}_predictions")
+    finally:
+        con.close()
+    load = os.getloadavg()[0]
+    wall, cpu, timings = timed_predict(spec, profile, space, column)
+    report(f"predict {target}", rows, wall, cpu, load, timings)
+
+
+def report(label: str, rows: int, wall: float, cpu: float, load: float, timings: dict) -> None:
+    print(
+        f"{label}: {rows:,} rows in {wall:.2f} s, {cpu:.2f} CPU-s (load average {load:.1f} "
+        f"on {os.cpu_count()} cores) -> {rows / wall:,.0f} rows/s, {rows / cpu:,.0f} "
+        "rows/CPU-s",
+        flush=True,
+    )
+    for part, (seconds, cpu_seconds) in timings.items():
+        print(
+            f"  {part:12s} {seconds:7.2f} s {cpu_seconds:7.2f} CPU-s "
+            f"{rows / max(seconds, 1e-9):>10,.0f} rows/s "
+            f"{rows / max(cpu_seconds, 1e-9):>10,.0f} rows/CPU-s"
+        )
 
 
 def run(folder: Path, args: argparse.Namespace) -> None:
@@ -197,18 +242,7 @@ def run(folder: Path, args: argparse.Namespace) -> None:
             )
         load = os.getloadavg()[0]
         wall, cpu, timings = timed_predict(spec, args.profile)
-        print(
-            f"predict {model}: {args.rows:,} rows in {wall:.2f} s, {cpu:.2f} CPU-s (load "
-            f"average {load:.1f} on {os.cpu_count()} cores) -> {args.rows / wall:,.0f} rows/s, "
-            f"{args.rows / cpu:,.0f} rows/CPU-s",
-            flush=True,
-        )
-        for part, (seconds, cpu_seconds) in timings.items():
-            print(
-                f"  {part:12s} {seconds:7.2f} s {cpu_seconds:7.2f} CPU-s "
-                f"{args.rows / max(seconds, 1e-9):>10,.0f} rows/s "
-                f"{args.rows / max(cpu_seconds, 1e-9):>10,.0f} rows/CPU-s"
-            )
+        report(f"predict {model}", args.rows, wall, cpu, load, timings)
 
 
 if __name__ == "__main__":
