@@ -110,13 +110,12 @@ def read_space_inputs(
 ) -> SpaceInputs:
     """Read and encode a space's inputs. Give `profiles` to fit codecs and child statistics,
     or the fitted `codecs` and `statistics` (None: the space had no children).
-    `child_embeddings`: see `read_children`; `only`: see `create_rows_table` (`ROWS_TABLE`:
-    `__space_rows` is already made); `tokens=False`: only what a model beside the stored
-    embedding reads (`inputs.table_column` columns and the child statistics; no text
-    vectors, child sets or references), for fitted codecs."""
+    `child_embeddings`: see `read_children`; `only`: see `create_rows_table`;
+    `tokens=False`: only what a model beside the stored embedding reads
+    (`inputs.table_column` columns and the child statistics; no text vectors, child sets or
+    references), for fitted codecs."""
     space = spec.spaces[name]
-    if only != ROWS_TABLE:
-        create_rows_table(con, spec, name, only)
+    create_rows_table(con, spec, name, only)
     keys_sql = ", ".join(quote(k) for k in space.key_columns)
     keys = fetch_arrow(con, f"select {keys_sql} from {ROWS_TABLE} order by __row")
     if codecs is None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from pipeline.errors import SpecError
 from pipeline.spaces.inputs import SpaceInputs
-from pipeline.spaces.reads import ROWS_TABLE, create_rows_table, rows_table_of
+from pipeline.spaces.reads import create_rows_table, rows_table_of
 from pipeline.spaces.row_fingerprints import (
     FINGERPRINT,
     FINGERPRINTS_TABLE,
@@ -330,7 +330,8 @@ def batch_inputs(
                 part = inputs
                 if not given:
                     tokens = needs_tokens(more) if needs_tokens else True
-                    part = space.read_inputs(warehouse, con, spec, only=ROWS_TABLE, tokens=tokens)
+                    # made again: reading children as of a time replaces `__space_rows`
+                    part = space.read_inputs(warehouse, con, spec, only=BATCH_TABLE, tokens=tokens)
                 fingerprints = fingerprints_in_row_order(con, spec, space.name, BATCH_TABLE)
             finally:
                 con.unregister(BATCH_TABLE)
